@@ -1,0 +1,96 @@
+"""Candidate classes: an action name, an optional domain, and (optionally) hand-written steps.
+
+The classes file is YAML or JSON, either a list of classes or ``{"classes": [...]}``::
+
+    classes:
+      - id: axe-kick              # optional; derived from the action name when absent
+        action: Axe kick
+        domain: taekwondo         # optional
+        steps: ["raise the leg straight up", "bring the heel down"]
+
+Steps are optional here because the script *provider* decides where steps come
+from (see ``actalign.scripts``); the file provider requires them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from actalign.errors import InputError
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """One candidate action class."""
+
+    class_id: str
+    action: str
+    domain: str | None
+    steps: tuple[str, ...] | None
+
+
+def slugify(text: str) -> str:
+    """A stable lowercase id from a free-text name ("Axe kick" -> "axe-kick")."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def read_structured_file(path: Path, what: str) -> Any:
+    """Parse a YAML or JSON file, turning every failure into an InputError that names the file."""
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot parse {what} file {path}: {exc}") from exc
+
+
+def load_classes(path: str | Path) -> list[ClassSpec]:
+    """Read and validate a classes file; every problem names the file and the class."""
+    path = Path(path)
+    data = read_structured_file(path, "classes")
+    entries = data.get("classes") if isinstance(data, dict) else data
+    if not isinstance(entries, list) or not entries:
+        raise InputError(f"classes file {path} has no classes: expected a list, or a mapping with a 'classes' list")
+    classes: dict[str, ClassSpec] = {}
+    for number, entry in enumerate(entries, start=1):
+        spec = _parse_class(entry, f"{path}, class #{number}")
+        if spec.class_id in classes:
+            raise InputError(f"{path}, class #{number}: duplicate class id {spec.class_id!r}; give each class a unique 'id'")
+        classes[spec.class_id] = spec
+    return list(classes.values())
+
+
+def _parse_class(entry: Any, where: str) -> ClassSpec:
+    if not isinstance(entry, dict) or not str(entry.get("action") or "").strip():
+        raise InputError(f"{where}: each class needs a non-empty 'action' (the class name)")
+    action = str(entry["action"]).strip()
+    class_id = str(entry.get("id") or slugify(action)).strip()
+    if not class_id:
+        raise InputError(f"{where}: cannot derive an id from action {action!r}; add an 'id'")
+    domain = str(entry["domain"]).strip() if entry.get("domain") else None
+    steps = entry.get("steps")
+    if steps is not None:
+        if not isinstance(steps, list):
+            raise InputError(f"{where} ({class_id}): 'steps' must be a list of strings")
+        steps = tuple(str(step).strip() for step in steps)
+        if any(not step for step in steps):
+            raise InputError(f"{where} ({class_id}): a step is empty; remove it or write it out")
+    return ClassSpec(class_id=class_id, action=action, domain=domain, steps=steps)
+
+
+def resolve_class(name: str, classes: dict[str, ClassSpec]) -> str | None:
+    """Map a manifest's class reference (an id, or an action name in any case) to a class id."""
+    if name in classes:
+        return name
+    folded = name.strip().casefold()
+    for spec in classes.values():
+        if folded in (spec.class_id.casefold(), spec.action.casefold()):
+            return spec.class_id
+    return None

@@ -1,0 +1,175 @@
+"""Video manifests: which videos to classify, their segments, candidates and labels.
+
+A manifest is CSV, JSONL or Parquet with the columns
+
+    video_id   (optional: the file's stem)   path (required, relative to the manifest's folder)
+    start_s, end_s (optional segment, seconds)   domain (optional)
+    candidates (optional; default all classes: a list in JSONL/Parquet, "a|b|c" or a JSON list in CSV)
+    label (optional true class)
+
+A plain folder of videos is a manifest with one row per video file and no labels.
+Candidates and labels name classes by id or by action name; they are joined by
+id, never by position. Every problem names the manifest and the row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from actalign.classes import ClassSpec, resolve_class
+from actalign.errors import InputError
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".ts"})
+MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".parquet")
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """One video to classify, with everything resolved to class ids and an absolute path."""
+
+    video_id: str
+    path: str
+    start_s: float | None
+    end_s: float | None
+    domain: str | None
+    candidates: tuple[str, ...]
+    label: str | None
+
+
+def load_manifest(source: str | Path, classes: list[ClassSpec]) -> list[VideoSpec]:
+    """Read a manifest file or a folder of videos and validate it against the classes."""
+    source = Path(source)
+    if source.is_dir():
+        rows, base = _folder_rows(source), source
+    elif source.is_file():
+        rows, base = _file_rows(source), source.parent
+    else:
+        raise InputError(f"videos not found: {source} is neither a folder of videos nor a manifest file")
+    if not rows:
+        raise InputError(f"manifest {source} lists no videos; add rows (or video files to the folder)")
+    by_id = {spec.class_id: spec for spec in classes}
+    videos: list[VideoSpec] = []
+    seen: set[str] = set()
+    for number, row in enumerate(rows, start=1):
+        video = _parse_row(row, base, by_id, f"manifest {source}, row {number}")
+        if video.video_id in seen:
+            raise InputError(f"manifest {source}, row {number}: duplicate video_id {video.video_id!r}")
+        seen.add(video.video_id)
+        videos.append(video)
+    return videos
+
+
+def _folder_rows(folder: Path) -> list[dict[str, Any]]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    return [{"video_id": p.stem, "path": p.name} for p in files]
+
+
+def _file_rows(path: Path) -> list[dict[str, Any]]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            with open(path, newline="", encoding="utf-8") as handle:
+                return list(csv.DictReader(handle))
+        if suffix == ".jsonl":
+            lines = path.read_text(encoding="utf-8").splitlines()
+            return [_json_line(line, path, n) for n, line in enumerate(lines, start=1) if line.strip()]
+        if suffix == ".parquet":
+            return pq.read_table(path).to_pylist()
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read manifest {path}: {exc}") from exc
+    except Exception as exc:  # pyarrow raises its own hierarchy for a broken Parquet file
+        raise InputError(f"cannot read manifest {path}: {exc}") from exc
+    raise InputError(f"manifest {path}: unsupported type {suffix!r}; use one of {', '.join(MANIFEST_EXTENSIONS)} or a folder")
+
+
+def _json_line(line: str, path: Path, number: int) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"manifest {path}, line {number}: not valid JSON ({exc})") from exc
+    if not isinstance(row, dict):
+        raise InputError(f"manifest {path}, line {number}: expected a JSON object per line")
+    return row
+
+
+def _parse_row(row: dict[str, Any], base: Path, classes: dict[str, ClassSpec], where: str) -> VideoSpec:
+    raw_path = _text(row.get("path"))
+    if not raw_path:
+        raise InputError(f"{where}: missing 'path' (the video file, relative to the manifest's folder)")
+    path = Path(raw_path) if Path(raw_path).is_absolute() else base / raw_path
+    video_id = _text(row.get("video_id")) or Path(raw_path).stem
+    start_s, end_s = _seconds(row.get("start_s"), "start_s", where), _seconds(row.get("end_s"), "end_s", where)
+    if start_s is not None and start_s < 0:
+        raise InputError(f"{where}: start_s is negative ({start_s})")
+    if start_s is not None and end_s is not None and end_s <= start_s:
+        raise InputError(f"{where}: end_s ({end_s}) must be after start_s ({start_s})")
+    candidates = tuple(_resolve_all(_names(row.get("candidates"), where), classes, where, "candidate")) or tuple(classes)
+    label_name = _text(row.get("label"))
+    label = _resolve_all([label_name], classes, where, "label")[0] if label_name else None
+    if label is not None and label not in candidates:
+        raise InputError(f"{where}: label {label!r} is not among the row's candidates {list(candidates)}")
+    return VideoSpec(
+        video_id=video_id,
+        path=str(path.resolve()),
+        start_s=start_s,
+        end_s=end_s,
+        domain=_text(row.get("domain")),
+        candidates=candidates,
+        label=label,
+    )
+
+
+def _resolve_all(names: Iterable[str], classes: dict[str, ClassSpec], where: str, what: str) -> list[str]:
+    resolved = []
+    for name in names:
+        class_id = resolve_class(name, classes)
+        if class_id is None:
+            raise InputError(f"{where}: unknown {what} class {name!r}; it is not in the classes file (known: {', '.join(classes)})")
+        if class_id not in resolved:
+            resolved.append(class_id)
+    return resolved
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _seconds(value: Any, column: str, where: str) -> float | None:
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError as exc:
+        raise InputError(f"{where}: {column} must be a number of seconds, got {text!r}") from exc
+    if not math.isfinite(seconds):
+        raise InputError(f"{where}: {column} must be finite, got {text!r}")
+    return seconds
+
+
+def _names(value: Any, where: str) -> list[str]:
+    """Candidates as a list: a real list, a JSON list in a string, or "a|b|c"."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    text = _text(value)
+    if text is None:
+        return []
+    if text.startswith("["):
+        try:
+            return _names(json.loads(text), where)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: candidates look like JSON but do not parse ({exc})") from exc
+    return [part.strip() for part in text.split("|") if part.strip()]

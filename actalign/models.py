@@ -1,0 +1,362 @@
+"""SigLIP loading and embedding: the one place that knows about transformers.
+
+Everything downstream works on plain float32 numpy embeddings plus the
+checkpoint's own ``logit_scale``/``logit_bias``, so scorers never touch torch.
+An ``Encoder`` carries the identity (``model_id``, ``fingerprint``) that cache
+keys and result rows need, so results of different checkpoints never mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import huggingface_hub
+import numpy as np
+import torch
+
+# Top level on purpose: the first `AutoModel` import from several threads at once raises ImportError.
+from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, BaseImageProcessor, PreTrainedTokenizerBase
+
+from actalign.errors import InputError, ModelNotFoundError
+from actalign.tiny_model import UNTRAINED_MARKER, tiny_random_path
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MODEL",
+    "REGISTRY",
+    "UNTRAINED_BANNER",
+    "Encoder",
+    "ModelSpec",
+    "choose_device",
+    "clear_encoder_cache",
+    "hub_reachable",
+    "load_encoder",
+    "tiny_random_path",
+]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A short name users can type instead of a hub id."""
+
+    name: str
+    source: str  # Hugging Face hub id, or "builtin:tiny-random"
+    trained: bool
+    description: str
+
+
+TINY_SOURCE = "builtin:tiny-random"
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "siglip-so400m",
+            "google/siglip-so400m-patch14-384",
+            True,
+            "SigLIP SO400M at 384 px, the model of the ActAlign paper (best accuracy, slow on CPU).",
+        ),
+        ModelSpec(
+            "siglip-base",
+            "google/siglip-base-patch16-224",
+            True,
+            "SigLIP base at 224 px: about 4x faster, lower accuracy.",
+        ),
+        ModelSpec(
+            "tiny-random",
+            TINY_SOURCE,
+            False,
+            "A tiny untrained SigLIP built locally for offline smoke tests; its numbers are meaningless.",
+        ),
+    )
+}
+DEFAULT_MODEL = "siglip-so400m"
+
+UNTRAINED_BANNER = (
+    "UNTRAINED MODEL: tiny-random (or a checkpoint marked ACTALIGN_UNTRAINED) has random weights; "
+    "every score and accuracy in this run is meaningless (a smoke test, not a result)."
+)
+
+# Images per forward pass: CPU gains nothing beyond ~32; a GPU wants large batches.
+DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 128}
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def choose_device(requested: str = "auto") -> str:
+    """Resolve ``auto`` and refuse ``cuda`` up front rather than failing mid-run."""
+    device = requested.strip().lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise InputError(
+                f"Device {requested!r} requested, but CUDA is not available here "
+                f"(torch {torch.__version__}). Use --device cpu or --device auto."
+            )
+        return device
+    raise InputError(f"Unknown device {requested!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
+
+
+def _offline_env() -> bool:
+    return any(os.environ.get(var, "").strip().lower() in _TRUE for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """True if the hub answers within ``timeout_s``; never hangs (DNS included), never raises."""
+    if _offline_env():
+        return False
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(_hub_endpoint(), method="HEAD"), timeout=timeout_s):
+                answered.append(True)
+        except urllib.error.HTTPError:
+            answered.append(True)  # an HTTP error status is still an answer
+        except (OSError, ValueError):
+            answered.append(False)
+
+    # A thread, because urlopen's timeout does not cover a hanging DNS lookup.
+    thread = threading.Thread(target=probe, daemon=True, name="actalign-hub-probe")
+    thread.start()
+    thread.join(timeout_s)
+    return bool(answered and answered[0])
+
+
+class Encoder:
+    """A loaded SigLIP with batched, inference-only image and text towers."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        image_processor: BaseImageProcessor,
+        *,
+        model_ref: str,
+        model_id: str,
+        fingerprint: str,
+        trained: bool,
+        device: str,
+        bf16: bool,
+        batch_size: int,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.model_ref = model_ref
+        self.model_id = model_id
+        self.fingerprint = fingerprint
+        self.trained = trained
+        self.device = device
+        self.dtype_name = "bfloat16" if bf16 else "float32"
+        self.batch_size = batch_size
+
+        config = model.config
+        self.embed_dim: int = config.vision_config.hidden_size
+        if config.text_config.projection_size != self.embed_dim:
+            raise ModelNotFoundError(f"{model_ref!r}: image and text embeddings differ in size; not a SigLIP.")
+        size = image_processor.size
+        if size.get("height") is None or size.get("width") is None:
+            raise ModelNotFoundError(f"{model_ref!r}: its image processor has no fixed height/width; not a SigLIP.")
+        self.image_size: tuple[int, int] = (int(size["height"]), int(size["width"]))
+        self.text_max_length: int = config.text_config.max_position_embeddings
+        self.logit_scale: float = float(model.logit_scale.detach().float().cpu().item())
+        self.logit_bias: float = float(model.logit_bias.detach().float().cpu().item())
+
+        self._autocast_device = device.split(":")[0]
+        self._mean = torch.as_tensor(image_processor.image_mean, dtype=torch.float32, device=device).reshape(-1, 1, 1)
+        self._std = torch.as_tensor(image_processor.image_std, dtype=torch.float32, device=device).reshape(-1, 1, 1)
+
+    @contextmanager
+    def _inference(self) -> Iterator[None]:
+        with (
+            torch.inference_mode(),
+            torch.autocast(self._autocast_device, dtype=torch.bfloat16, enabled=self.dtype_name == "bfloat16"),
+        ):
+            yield
+
+    def preprocess_images(self, frames: np.ndarray) -> torch.Tensor:
+        """Pixel values on the device. Frames already at ``image_size`` skip PIL: same numbers, much faster."""
+        if tuple(frames.shape[1:3]) == self.image_size:
+            pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
+            if self.image_processor.do_rescale:
+                pixels = pixels * self.image_processor.rescale_factor
+            if self.image_processor.do_normalize:
+                pixels = (pixels - self._mean) / self._std
+            return pixels
+        batch = self.image_processor(images=list(frames), return_tensors="pt", input_data_format="channels_last")
+        return batch.pixel_values.to(self.device)
+
+    def embed_images(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 RGB frames (N, H, W, 3) -> float32 (N, embed_dim), not normalised."""
+        if not (isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] == 3):
+            got = f"{frames.dtype} {frames.shape}" if isinstance(frames, np.ndarray) else type(frames).__name__
+            raise ValueError(f"embed_images wants a uint8 array (N, H, W, 3), got {got}")
+        out = [np.zeros((0, self.embed_dim), np.float32)]
+        for start in range(0, len(frames), self.batch_size):
+            pixels = self.preprocess_images(frames[start : start + self.batch_size])
+            with self._inference():
+                features = self.model.get_image_features(pixel_values=pixels).pooler_output
+            out.append(features.float().cpu().numpy())
+        return np.concatenate(out)
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """input_ids padded to the model's text length: SigLIP was trained on fixed-length, unmasked text."""
+        return self.tokenizer(
+            list(texts), padding="max_length", truncation=True, max_length=self.text_max_length, return_tensors="pt"
+        ).input_ids.to(self.device)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> float32 (N, embed_dim), not normalised."""
+        if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
+            raise ValueError("embed_texts wants a sequence of strings (a bare string would be split into characters)")
+        texts = list(texts)
+        out = [np.zeros((0, self.embed_dim), np.float32)]
+        for start in range(0, len(texts), self.batch_size):
+            input_ids = self.tokenize(texts[start : start + self.batch_size])
+            with self._inference():
+                features = self.model.get_text_features(input_ids=input_ids).pooler_output
+            out.append(features.float().cpu().numpy())
+        return np.concatenate(out)
+
+
+_LOAD_LOCK = threading.Lock()
+_ENCODERS: dict[tuple[str, str, int, bool], Encoder] = {}
+
+
+def load_encoder(
+    model: str = DEFAULT_MODEL, device: str = "auto", batch_size: int | None = None, bf16: bool = False
+) -> Encoder:
+    """Load once per process and argument set; thread-safe.
+
+    ``model`` is a registry name, a Hugging Face hub id or a folder with a saved SigLIP.
+    ``batch_size`` defaults to ``DEFAULT_BATCH_SIZE`` of the device type.
+    """
+    resolved_device = choose_device(device)
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH_SIZE[resolved_device.split(":")[0]]
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    key = (model, resolved_device, batch_size, bf16)
+    with _LOAD_LOCK:
+        if key not in _ENCODERS:
+            _ENCODERS[key] = _load(model, resolved_device, batch_size, bf16)
+        return _ENCODERS[key]
+
+
+def clear_encoder_cache() -> None:
+    """Forget loaded encoders (tests; freeing memory between models)."""
+    with _LOAD_LOCK:
+        _ENCODERS.clear()
+
+
+@dataclass(frozen=True)
+class _Target:
+    location: str  # what from_pretrained gets: a folder path or a hub id
+    model_id: str
+    is_hub: bool
+    registry_trained: bool
+
+
+def _resolve(ref: str) -> _Target:
+    spec = REGISTRY.get(ref)
+    if spec is not None and spec.source == TINY_SOURCE:
+        return _Target(str(tiny_random_path()), "tiny-random", False, spec.trained)
+    if spec is not None:
+        return _Target(spec.source, spec.source, True, spec.trained)
+    folder = Path(ref).expanduser()
+    if folder.is_dir():
+        resolved = str(folder.resolve())
+        return _Target(resolved, resolved, False, True)
+    if _HUB_ID.fullmatch(ref):
+        return _Target(ref, ref, True, True)
+    raise ModelNotFoundError(
+        f"Unknown model {ref!r}: not a registry name ({', '.join(REGISTRY)}), not an existing folder, "
+        "and not a Hugging Face id like 'google/siglip-base-patch16-224'."
+    )
+
+
+def _hub_access() -> tuple[bool, str | None]:
+    """(local_files_only, why the hub cannot be used); checked first so a dead network cannot hang loading."""
+    if _offline_env():
+        return True, "offline mode is on (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)"
+    if not hub_reachable():
+        return True, f"the Hugging Face hub ({_hub_endpoint()}) is unreachable"
+    return False, None
+
+
+def _fingerprint(folder: Path) -> str:
+    """Same files -> same hash, without reading gigabytes of weights."""
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for path in sorted(folder.iterdir()):
+        if path.name.endswith(_WEIGHT_SUFFIXES):
+            digest.update(f"\0{path.name}\0{path.stat().st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _hub_folder(hub_id: str) -> Path:
+    config_path = huggingface_hub.try_to_load_from_cache(hub_id, "config.json")
+    if not isinstance(config_path, str):
+        raise ModelNotFoundError(f"{hub_id!r} loaded, but its config.json is not in the Hugging Face cache")
+    return Path(config_path).parent
+
+
+def _load(ref: str, device: str, batch_size: int, bf16: bool) -> Encoder:
+    target = _resolve(ref)
+    local_only, hub_problem = _hub_access() if target.is_hub else (True, None)
+    try:
+        # float32 weights always: transformers 5 defaults to the checkpoint's dtype; bf16 is autocast.
+        model = AutoModel.from_pretrained(target.location, dtype=torch.float32, local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(target.location, local_files_only=local_only)
+        image_processor = AutoImageProcessor.from_pretrained(target.location, local_files_only=local_only)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelNotFoundError(_load_failure(ref, target, hub_problem, exc)) from exc
+    if not (hasattr(model, "get_image_features") and hasattr(model, "logit_bias")):
+        raise ModelNotFoundError(f"{ref!r} loads as {type(model).__name__}, not a SigLIP dual encoder.")
+    folder = _hub_folder(target.location) if target.is_hub else Path(target.location)
+    return Encoder(
+        model.to(device).eval(),
+        tokenizer,
+        image_processor,
+        model_ref=ref,
+        model_id=target.model_id,
+        fingerprint=_fingerprint(folder),
+        trained=target.registry_trained and not (folder / UNTRAINED_MARKER).exists(),
+        device=device,
+        bf16=bf16,
+        batch_size=batch_size,
+    )
+
+
+def _load_failure(ref: str, target: _Target, hub_problem: str | None, exc: Exception) -> str:
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+    advice = "Use `--model tiny-random` for an offline smoke test, or `--model /path/to/folder` with a saved SigLIP."
+    if not target.is_hub:
+        return f"Cannot load a SigLIP from folder {target.location} (model {ref!r}): {detail}. {advice}"
+    if hub_problem:
+        return (
+            f"Cannot load model {target.location!r}: {hub_problem}, and it is not in the local "
+            f"Hugging Face cache ({detail}). {advice}"
+        )
+    return (
+        f"Cannot load model {target.location!r} from the Hugging Face hub (the hub is reachable): "
+        f"does the id exist, and is it a SigLIP checkpoint? ({detail}). {advice}"
+    )

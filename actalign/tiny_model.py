@@ -1,0 +1,143 @@
+"""A tiny, untrained SigLIP built in code, so tests and demos run without the hub.
+
+Its scores are meaningless: it exists to exercise the real loading path
+(``save_pretrained`` then ``AutoModel.from_pretrained``) in seconds, offline.
+The folder carries an ``ACTALIGN_UNTRAINED`` marker so that anything loading it,
+even by path, knows it is untrained.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import sentencepiece as spm
+import torch
+from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor, SiglipTokenizer
+
+UNTRAINED_MARKER = "ACTALIGN_UNTRAINED"
+TINY_FOLDER_NAME = "tiny-random-v1"  # bump the suffix whenever the build below changes
+TINY_IMAGE_SIZE = 32
+TINY_TEXT_LENGTH = 64  # the real SigLIP text length, so padding behaves as in production
+TINY_VOCAB_SIZE = 160  # the largest round size this corpus supports with a hard limit
+
+# Training text for the tokenizer: enough variety for ~160 pieces; content is irrelevant.
+_CORPUS = (
+    "a football player kicks the ball into the top corner of the goal",
+    "the goalkeeper dives to the left and catches the penalty",
+    "a basketball player dribbles, jumps and dunks with both hands",
+    "the tennis player tosses the ball and serves an ace",
+    "a gymnast runs, springs off the vault and lands a double twist",
+    "on the balance beam she performs a back handspring and a split leap",
+    "the swimmer pushes off the wall and swims butterfly strokes",
+    "a diver bounces on the springboard and enters the water vertically",
+    "the sprinter crouches in the blocks and explodes at the starting gun",
+    "a high jumper curves towards the bar and arches over it backwards",
+    "the boxer throws a jab, a hook and an uppercut",
+    "a skier carves sharp turns down the steep icy slope",
+    "the cyclist stands on the pedals while climbing the mountain road",
+    "a weightlifter cleans the barbell to the shoulders and jerks it overhead",
+    "the figure skater spins quickly, then glides backwards on one foot",
+    "a red circle sits beside a blue square on white paper",
+    "three green triangles and a yellow star float in a purple sky",
+    "an orange hexagon overlaps a pink rectangle and a grey oval",
+    "black and white stripes form a zigzag pattern",
+    "the brown diamond is smaller than the violet cube",
+)
+
+_BUILD_LOCK = threading.Lock()
+
+
+def models_cache_dir() -> Path:
+    """Where built models live: ``$ACTALIGN_CACHE/models`` or ``~/.cache/actalign/models``."""
+    root = os.environ.get("ACTALIGN_CACHE")
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "actalign"
+    return base / "models"
+
+
+def tiny_random_path() -> Path:
+    """Build the tiny model once (per cache folder) and return its folder.
+
+    Safe against concurrent builders: each builds in a private temporary sibling
+    and renames it into place; a loser of the race discards its copy.
+    """
+    final = models_cache_dir() / TINY_FOLDER_NAME
+    with _BUILD_LOCK:
+        if (final / UNTRAINED_MARKER).is_file():
+            return final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{TINY_FOLDER_NAME}.tmp-", dir=final.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
+        try:
+            _build(tmp)
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / UNTRAINED_MARKER).is_file():
+                raise  # not a lost race: a real failure
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+
+def _train_tokenizer(folder: Path) -> SiglipTokenizer:
+    # SiglipTokenizer expects </s> (pad and eos, as in the real checkpoints) and <unk>;
+    # the ids follow the real vocabulary: <pad>=0, </s>=1, <unk>=2, no <s>.
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_CORPUS),
+        model_writer=proto,
+        vocab_size=TINY_VOCAB_SIZE,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        character_coverage=1.0,
+        num_threads=1,  # deterministic
+        minloglevel=2,
+    )
+    vocab_file = folder / "spiece.model"
+    vocab_file.write_bytes(proto.getvalue())
+    return SiglipTokenizer(vocab_file=str(vocab_file), model_max_length=TINY_TEXT_LENGTH)
+
+
+def _build(folder: Path) -> None:
+    tokenizer = _train_tokenizer(folder)
+    config = SiglipConfig(
+        text_config={
+            "vocab_size": tokenizer.vocab_size,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": TINY_TEXT_LENGTH,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "bos_token_id": None,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": TINY_IMAGE_SIZE,
+            "patch_size": 8,
+        },
+    )
+    with torch.random.fork_rng(devices=[]):  # deterministic weights without touching the caller's RNG
+        torch.manual_seed(0)
+        model = SiglipModel(config)
+    with torch.no_grad():
+        # The init zeroes both; the trained checkpoints' values make scores look realistic in shape.
+        model.logit_scale.fill_(2.3)
+        model.logit_bias.fill_(-10.0)
+    image_processor = SiglipImageProcessorPil(size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE})
+    model.save_pretrained(folder)
+    SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    (folder / UNTRAINED_MARKER).write_text(
+        "This SigLIP has random weights (built by actalign.tiny_model); its scores are meaningless.\n"
+    )

@@ -1,0 +1,1 @@
+"""The ``actalign`` command line: run, demo, sql."""

@@ -1,0 +1,30 @@
+"""Terminal output: query results as tables, banners, the run summary."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from actalign.models import UNTRAINED_BANNER
+from queries.runner import Result
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def print_result(result: Result, title: str | None = None) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in result.columns:
+        table.add_column(column)
+    for row in result.rows:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    console.print(table)
+
+
+def print_untrained_banner() -> None:
+    console.print(Panel(UNTRAINED_BANNER, style="bold yellow", title="warning"))
+
+
+def print_error(message: str) -> None:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)

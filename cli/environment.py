@@ -1,0 +1,21 @@
+"""Process settings that must be in place before Prefect is imported."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PREFECT_DEFAULTS = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # The temporary local server needs more than the default 20 s on a loaded 2-core machine.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
+
+
+def prepare_prefect(workdir: Path, verbose: bool) -> None:
+    """Keep Prefect's database in the workdir (unless PREFECT_HOME is set) and its logs quiet by default."""
+    os.environ.setdefault("PREFECT_HOME", str(workdir.expanduser().resolve() / ".prefect"))
+    for name, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")

@@ -1,0 +1,134 @@
+"""The pipeline flow: manifest and classes in, scores, status rows, views and a report out.
+
+    plan -> encode-texts ----------------------+
+         -> acquire-shard (one per shard) -----+-> score-shard (one per shard) -> report
+
+The store is the truth: every stage skips what its key says is already done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from actalign.config import RunConfig
+from actalign.models import UNTRAINED_BANNER
+from actalign.scorers import Calibration
+from flows.progress import wait_with_progress
+from queries.runner import refresh_views
+from storage.records import RunRecord, StatusRow, now, write_run, write_status, write_videos
+from storage.workdir import Workdir
+from tasks.acquire import STAGE as ACQUIRE_STAGE
+from tasks.acquire import AcquireResult, acquire_shard
+from tasks.plan import encoder_for, load_inputs, new_run_id, shards
+from tasks.report import write_report_task
+from tasks.score import STAGE as SCORE_STAGE
+from tasks.score import score_shard
+from tasks.texts import encode_texts_task
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    state: str
+    workdir: str
+    report: str
+    trained: bool
+    n_videos: int
+    n_failed: int
+    decoded_frames: int
+    encoded_frames: int
+    reused_videos: int
+    encoded_texts: int
+
+
+@flow(name="actalign-pipeline")
+def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
+    logger = get_run_logger()
+    inputs = load_inputs(config)
+    encoder = encoder_for(config)
+    if not encoder.trained:
+        logger.warning(UNTRAINED_BANNER)
+    workdir = Workdir.open(config.workdir)
+    record = RunRecord(
+        run_id=run_id or new_run_id(),
+        started_at=now(),
+        model=encoder.model_id,
+        model_trained=encoder.trained,
+        config=config.model_dump(mode="json"),
+        n_videos=len(inputs.videos),
+    )
+    write_run(workdir, record)
+    write_videos(workdir, record.run_id, inputs.videos)
+    try:
+        summary = _run_stages(workdir, record, config, inputs)
+    except BaseException:
+        record.state, record.finished_at = "failed", now()
+        write_run(workdir, record)
+        raise
+    logger.info("run %s %s: %d videos, %d failed", record.run_id, summary.state, summary.n_videos, summary.n_failed)
+    return summary
+
+
+def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs) -> RunSummary:
+    run_id, encoder = record.run_id, encoder_for(config)
+    texts_future = encode_texts_task.submit(workdir, run_id, inputs.classes, inputs.scripts, config)
+    video_shards = {f"{i:05d}": shard for i, shard in enumerate(shards(inputs.videos, config.shard_size))}
+    acquired = {name: acquire_shard.submit(workdir, run_id, name, shard, config) for name, shard in video_shards.items()}
+    wait_with_progress({future: len(video_shards[name]) for name, future in acquired.items()}, "acquire (decode + encode)")
+    texts = texts_future.result()
+
+    results: dict[str, AcquireResult] = {}
+    for name, future in acquired.items():
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):  # the shard crashed even after Prefect's retry
+            write_status(workdir, run_id, ACQUIRE_STAGE, name, [StatusRow.failed(ACQUIRE_STAGE, v.video_id, outcome) for v in video_shards[name]])
+            outcome = AcquireResult(failed=len(video_shards[name]))
+        results[name] = outcome
+
+    calibration = Calibration(encoder.logit_scale, encoder.logit_bias)
+    scored = {
+        name: score_shard.submit(workdir, run_id, name, video_shards[name], results[name].frames_keys, texts.embed_keys, calibration, config)
+        for name in video_shards
+    }
+    wait_with_progress({future: len(video_shards[name]) for name, future in scored.items()}, "score")
+    score_failures = 0
+    for name, future in scored.items():
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            acquired_ids = results[name].frames_keys
+            write_status(workdir, run_id, SCORE_STAGE, name, [StatusRow.failed(SCORE_STAGE, v, outcome) for v in acquired_ids])
+            outcome = len(acquired_ids)
+        score_failures += outcome
+
+    n_failed = sum(r.failed for r in results.values()) + score_failures
+    record.state = "completed" if n_failed == 0 and texts.failed == 0 else "completed_with_failures"
+    record.finished_at, record.n_failed = now(), n_failed
+    record.stage_keys = {
+        "model": {"id": encoder.model_id, "fingerprint": encoder.fingerprint, "dtype": encoder.dtype_name},
+        "scripts": texts.script_keys,
+        "step_embeddings": texts.embed_keys,
+    }
+    write_run(workdir, record)
+    refresh_views(workdir)
+    report = write_report_task(workdir, run_id, record.config, encoder.trained)
+    return RunSummary(
+        run_id=run_id,
+        state=record.state,
+        workdir=str(workdir.root),
+        report=str(report),
+        trained=encoder.trained,
+        n_videos=len(inputs.videos),
+        n_failed=n_failed + texts.failed,
+        decoded_frames=sum(r.decoded_frames for r in results.values()),
+        encoded_frames=sum(r.encoded_frames for r in results.values()),
+        reused_videos=sum(r.reused for r in results.values()),
+        encoded_texts=texts.encoded_texts,
+    )
+
+
+def run_pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
+    """Run the flow with the configured number of concurrent tasks."""
+    return pipeline.with_options(task_runner=ThreadPoolTaskRunner(max_workers=config.workers))(config, run_id)

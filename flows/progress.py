@@ -1,0 +1,18 @@
+"""Progress bars over Prefect futures, on stderr so stdout stays clean for tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prefect.futures import PrefectFuture, as_completed
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+def wait_with_progress(futures: Mapping[PrefectFuture, int], description: str) -> None:
+    """Block until every future is done, advancing a bar by each future's weight (e.g. its videos)."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        bar = progress.add_task(description, total=sum(futures.values()))
+        for future in as_completed(list(futures)):
+            progress.advance(bar, futures[future])

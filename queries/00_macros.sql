@@ -1,0 +1,7 @@
+-- Macros used by the views: the 95 % Wilson score interval of a proportion p over n trials.
+CREATE OR REPLACE MACRO wilson_lo(p, n) AS
+    CASE WHEN n = 0 THEN NULL
+         ELSE (p + 1.96^2 / (2 * n) - 1.96 * sqrt(p * (1 - p) / n + 1.96^2 / (4 * n^2))) / (1 + 1.96^2 / n) END;
+CREATE OR REPLACE MACRO wilson_hi(p, n) AS
+    CASE WHEN n = 0 THEN NULL
+         ELSE (p + 1.96^2 / (2 * n) + 1.96 * sqrt(p * (1 - p) / n + 1.96^2 / (4 * n^2))) / (1 + 1.96^2 / n) END;

@@ -1,0 +1,5 @@
+-- step_embeddings: one row per embedded text of a class: its steps (kind 'step', step_idx 0..K-1)
+-- and its class-name text (kind 'name', step_idx -1, used by the mean-pool baseline).
+CREATE OR REPLACE VIEW step_embeddings AS
+SELECT class_id, kind, step_idx, text, embedding, model, embed_key
+FROM read_parquet('{root}/store/step_embeddings/*.parquet', union_by_name = true);

@@ -1,0 +1,85 @@
+"""Status rows and run records: what happened to every item, and what each run was."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from storage import schemas
+from storage.parquet import write_atomic
+from storage.workdir import Workdir
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class StatusRow:
+    """The outcome of one item in one stage; ``state`` is ok, skipped (reused) or failed."""
+
+    stage: str
+    item: str
+    state: str
+    key: str | None = None
+    error_class: str | None = None
+    message: str | None = None
+    attempts: int = 1
+    seconds: float = 0.0
+    recorded_at: datetime = field(default_factory=now)
+
+    @classmethod
+    def failed(cls, stage: str, item: str, exc: BaseException, seconds: float = 0.0) -> StatusRow:
+        """A failed row keeping the real error class and message."""
+        return cls(stage, item, "failed", error_class=type(exc).__name__, message=str(exc), seconds=seconds)
+
+
+def write_status(workdir: Workdir, run_id: str, stage: str, shard: str, rows: Sequence[StatusRow]) -> None:
+    """One file per stage and shard, written once when the shard ends (a retry overwrites it)."""
+    records = [{"run_id": run_id, **asdict(row)} for row in rows]
+    write_atomic(pa.Table.from_pylist(records, schema=schemas.STATUS), workdir.status_path(run_id, stage, shard))
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    started_at: datetime
+    model: str
+    model_trained: bool
+    config: dict[str, Any]
+    state: str = "running"
+    finished_at: datetime | None = None
+    stage_keys: dict[str, Any] = field(default_factory=dict)
+    n_videos: int = 0
+    n_failed: int = 0
+
+
+def write_run(workdir: Workdir, record: RunRecord) -> None:
+    """Write (or replace) the run's record; a crashed run stays visible as 'running' or 'failed'."""
+    row = asdict(record)
+    row["config"] = json.dumps(record.config, sort_keys=True, default=str)
+    row["stage_keys"] = json.dumps(record.stage_keys, sort_keys=True)
+    write_atomic(pa.Table.from_pylist([row], schema=schemas.RUNS), workdir.run_record_path(record.run_id))
+
+
+def write_videos(workdir: Workdir, run_id: str, videos: Sequence[Any]) -> None:
+    """The run's view of its manifest (``videos`` in SQL); ``videos`` are manifest VideoSpecs."""
+    rows = [
+        {
+            "run_id": run_id,
+            "video_id": v.video_id,
+            "source": v.path,
+            "start_s": v.start_s,
+            "end_s": v.end_s,
+            "domain": v.domain,
+            "candidates": list(v.candidates),
+            "label": v.label,
+        }
+        for v in videos
+    ]
+    write_atomic(pa.Table.from_pylist(rows, schema=schemas.VIDEOS), workdir.videos_path(run_id))

@@ -1,0 +1,97 @@
+"""Arrow schemas of every stored table: one place that says what each file holds."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+EMBEDDING = pa.list_(pa.float32())  # variable length: one folder may hold several models' dimensions
+
+FRAME_EMBEDDINGS = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("frame_idx", pa.int32()),
+        ("t_s", pa.float64()),
+        ("embedding", EMBEDDING),
+        ("model", pa.string()),
+        ("frames_key", pa.string()),
+    ]
+)
+
+SCRIPTS = pa.schema(
+    [
+        ("class_id", pa.string()),
+        ("domain", pa.string()),
+        ("action", pa.string()),
+        ("step_idx", pa.int32()),
+        ("text", pa.string()),
+        ("provider", pa.string()),
+        ("script_key", pa.string()),
+    ]
+)
+
+# kind is "step" (step_idx 0..K-1) or "name" (the class-name text, step_idx -1) used by mean-pool.
+STEP_EMBEDDINGS = pa.schema(
+    [
+        ("class_id", pa.string()),
+        ("kind", pa.string()),
+        ("step_idx", pa.int32()),
+        ("text", pa.string()),
+        ("embedding", EMBEDDING),
+        ("model", pa.string()),
+        ("embed_key", pa.string()),
+    ]
+)
+
+VIDEOS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("video_id", pa.string()),
+        ("source", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("domain", pa.string()),
+        ("candidates", pa.list_(pa.string())),
+        ("label", pa.string()),
+    ]
+)
+
+SCORES = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("video_id", pa.string()),
+        ("candidate", pa.string()),
+        ("scorer", pa.string()),
+        ("score", pa.float64()),
+        ("path_len", pa.int32()),
+    ]
+)
+
+STATUS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("stage", pa.string()),
+        ("item", pa.string()),
+        ("state", pa.string()),  # ok | skipped (reused from the store) | failed
+        ("key", pa.string()),
+        ("error_class", pa.string()),
+        ("message", pa.string()),
+        ("attempts", pa.int32()),
+        ("seconds", pa.float64()),
+        ("recorded_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+RUNS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+        ("state", pa.string()),  # running | completed | completed_with_failures | failed
+        ("model", pa.string()),
+        ("model_trained", pa.bool_()),
+        ("config", pa.string()),  # the full RunConfig as JSON
+        ("stage_keys", pa.string()),  # JSON: model fingerprint, per-class script and embedding keys
+        ("n_videos", pa.int32()),
+        ("n_failed", pa.int32()),
+    ]
+)

@@ -1,0 +1,71 @@
+"""Paths of the workdir, in one place (see the layout in ``storage/__init__``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from storage import schemas
+from storage.parquet import write_atomic
+
+# Zero-row files (and a run folder of them) named so, so the views answer on an empty workdir.
+SCHEMA = "_schema"
+
+
+@dataclass(frozen=True)
+class Workdir:
+    root: Path
+
+    @classmethod
+    def open(cls, root: str | Path) -> Workdir:
+        """Resolve and initialise a workdir (idempotent)."""
+        workdir = cls(Path(root).expanduser().resolve())
+        workdir._init()
+        return workdir
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "actalign.duckdb"
+
+    def frames_path(self, key: str) -> Path:
+        return self.root / "store" / "frame_embeddings" / f"{key}.parquet"
+
+    def script_path(self, key: str) -> Path:
+        return self.root / "store" / "scripts" / f"{key}.parquet"
+
+    def step_embeddings_path(self, key: str) -> Path:
+        return self.root / "store" / "step_embeddings" / f"{key}.parquet"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def run_record_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "run.parquet"
+
+    def videos_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "videos.parquet"
+
+    def scores_path(self, run_id: str, shard: str) -> Path:
+        return self.run_dir(run_id) / "scores" / f"{shard}.parquet"
+
+    def status_path(self, run_id: str, stage: str, shard: str) -> Path:
+        return self.run_dir(run_id) / "status" / f"{stage}-{shard}.parquet"
+
+    def report_path(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "report.md"
+
+    def _init(self) -> None:
+        placeholders = {
+            self.frames_path(SCHEMA): schemas.FRAME_EMBEDDINGS,
+            self.script_path(SCHEMA): schemas.SCRIPTS,
+            self.step_embeddings_path(SCHEMA): schemas.STEP_EMBEDDINGS,
+            self.run_record_path(SCHEMA): schemas.RUNS,
+            self.videos_path(SCHEMA): schemas.VIDEOS,
+            self.scores_path(SCHEMA, SCHEMA): schemas.SCORES,
+            self.run_dir(SCHEMA) / "status" / f"{SCHEMA}.parquet": schemas.STATUS,
+        }
+        for path, schema in placeholders.items():
+            if not path.exists():
+                write_atomic(pa.Table.from_pylist([], schema=schema), path)

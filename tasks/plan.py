@@ -1,0 +1,44 @@
+"""Before any work: read and validate the inputs, load the model, fix the run's identity."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from actalign.classes import ClassSpec, load_classes
+from actalign.config import RunConfig
+from actalign.errors import InputError
+from actalign.manifest import VideoSpec, load_manifest
+from actalign.models import Encoder, load_encoder
+from actalign.scripts import Script, make_provider
+from storage.records import now
+
+
+@dataclass(frozen=True)
+class Inputs:
+    classes: list[ClassSpec]
+    scripts: dict[str, Script]
+    videos: list[VideoSpec]
+
+
+def load_inputs(config: RunConfig) -> Inputs:
+    """Parse classes, scripts and the manifest; every problem is an InputError naming the input."""
+    classes = load_classes(config.classes)
+    scripts = make_provider(config.provider).scripts(classes)
+    videos = load_manifest(config.videos, classes)
+    return Inputs(classes=classes, scripts=scripts, videos=videos)
+
+
+def encoder_for(config: RunConfig) -> Encoder:
+    """The run's encoder (cached per process, so every task in a process shares one model)."""
+    return load_encoder(config.model, device=config.device, batch_size=config.batch_size, bf16=config.bf16)
+
+
+def new_run_id() -> str:
+    return f"{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def shards(videos: list[VideoSpec], size: int) -> list[list[VideoSpec]]:
+    if size < 1:
+        raise InputError(f"shard size must be at least 1, got {size}")
+    return [videos[i : i + size] for i in range(0, len(videos), size)]

@@ -1,0 +1,79 @@
+"""Score stage: every scorer on every (video, candidate) pair of a shard, written as one file."""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from actalign.config import RunConfig
+from actalign.manifest import VideoSpec
+from actalign.scorers import Calibration, ClassTexts, make_scorer
+from storage import schemas
+from storage.embeddings import read_frame_embeddings, read_text_embeddings
+from storage.parquet import write_atomic
+from storage.records import StatusRow, write_status
+from storage.workdir import Workdir
+
+STAGE = "score"
+
+
+class MissingScriptError(Exception):
+    """A candidate of this video has no embedded script (its class failed in the text stage)."""
+
+
+def score_videos(
+    workdir: Workdir,
+    run_id: str,
+    shard: str,
+    videos: list[VideoSpec],
+    frames_keys: dict[str, str],
+    embed_keys: dict[str, str],
+    calibration: Calibration,
+    config: RunConfig,
+) -> int:
+    """Score the shard's acquired videos; returns how many videos failed here."""
+    scorers = [make_scorer(name, smoothing=config.smoothing) for name in config.scorers]
+    texts: dict[str, ClassTexts] = {}
+    records, rows, failed = [], [], 0
+    for video in (v for v in videos if v.video_id in frames_keys):
+        started = time.perf_counter()
+        try:
+            missing = [c for c in video.candidates if c not in embed_keys]
+            if missing:
+                raise MissingScriptError(f"video {video.video_id!r}: no embedded script for candidate(s) {missing}; see the step_embeddings status rows")
+            frames = read_frame_embeddings(workdir.frames_path(frames_keys[video.video_id]))
+            video_records = []
+            for candidate in video.candidates:
+                if candidate not in texts:
+                    steps, name = read_text_embeddings(workdir.step_embeddings_path(embed_keys[candidate]))
+                    texts[candidate] = ClassTexts(candidate, steps, name)
+                for scorer in scorers:
+                    score = scorer(frames, texts[candidate], calibration)
+                    video_records.append(
+                        {"run_id": run_id, "video_id": video.video_id, "candidate": candidate, "scorer": scorer.name, "score": score.score, "path_len": score.path_len}
+                    )
+            records.extend(video_records)
+            rows.append(StatusRow(STAGE, video.video_id, "ok", seconds=time.perf_counter() - started))
+        except Exception as exc:  # a broken stored file or missing script fails this video only
+            failed += 1
+            rows.append(StatusRow.failed(STAGE, video.video_id, exc, time.perf_counter() - started))
+    write_atomic(pa.Table.from_pylist(records, schema=schemas.SCORES), workdir.scores_path(run_id, shard))
+    write_status(workdir, run_id, STAGE, shard, rows)
+    return failed
+
+
+@task(name="score-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def score_shard(
+    workdir: Workdir,
+    run_id: str,
+    shard: str,
+    videos: list[VideoSpec],
+    frames_keys: dict[str, str],
+    embed_keys: dict[str, str],
+    calibration: Calibration,
+    config: RunConfig,
+) -> int:
+    return score_videos(workdir, run_id, shard, videos, frames_keys, embed_keys, calibration, config)

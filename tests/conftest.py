@@ -1,0 +1,42 @@
+"""Shared fixtures. The environment is set before anything imports Prefect or transformers:
+offline hub (a hub id would otherwise hang for minutes), a private model cache and Prefect home."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="actalign-tests-"))
+os.environ.update(
+    {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_HOME": str(_SESSION_DIR / "prefect"),
+        "ACTALIGN_CACHE": str(_SESSION_DIR / "cache"),
+    }
+)
+
+import pytest  # noqa: E402
+
+CLIPS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server for the whole session (about 10 s once)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(manifest, classes file) of the generated demo set: 6 classes, one video each."""
+    from actalign.demo_data import make_demo_dataset
+
+    return make_demo_dataset(tmp_path_factory.mktemp("demo"), videos_per_class=1)

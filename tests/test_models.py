@@ -1,0 +1,206 @@
+"""SigLIP loading and embedding, on the tiny untrained model: offline, real components, no mocks.
+
+The tiny model's numbers are meaningless; these tests check shapes, batching,
+preprocessing and identity, never accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from actalign.errors import InputError, ModelNotFoundError
+from actalign.models import (
+    DEFAULT_BATCH_SIZE,
+    REGISTRY,
+    UNTRAINED_BANNER,
+    Encoder,
+    choose_device,
+    clear_encoder_cache,
+    hub_reachable,
+    load_encoder,
+    tiny_random_path,
+)
+from actalign.tiny_model import UNTRAINED_MARKER
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Private model cache and no hub for this module; restored afterwards so other modules are unaffected."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ACTALIGN_CACHE", str(tmp_path_factory.mktemp("actalign_cache")))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        clear_encoder_cache()  # an encoder loaded by another module may point into another cache
+        yield
+        clear_encoder_cache()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(offline_cache) -> Path:
+    return tiny_random_path()
+
+
+@pytest.fixture(scope="module")
+def enc(tiny_dir: Path) -> Encoder:
+    return load_encoder("tiny-random", batch_size=3)  # 3 divides neither 7 nor 5: ragged last batch
+
+
+def frames(n: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, height, width, 3), dtype=np.uint8)
+
+
+def test_registry_and_banner():
+    assert REGISTRY["siglip-so400m"].source == "google/siglip-so400m-patch14-384"
+    assert REGISTRY["siglip-base"].source == "google/siglip-base-patch16-224"
+    assert REGISTRY["tiny-random"].trained is False
+    assert "\n" not in UNTRAINED_BANNER and "meaningless" in UNTRAINED_BANNER
+
+
+def test_tiny_model_is_built_once(tiny_dir: Path):
+    config = tiny_dir / "config.json"
+    built_at = config.stat().st_mtime_ns
+    assert tiny_random_path() == tiny_dir
+    assert config.stat().st_mtime_ns == built_at
+    assert (tiny_dir / UNTRAINED_MARKER).is_file()
+    assert not list(tiny_dir.parent.glob(".tiny-random-v1.tmp-*")), "temporary build folder left behind"
+
+
+def test_tiny_model_loads_through_from_pretrained(enc: Encoder, tiny_dir: Path):
+    assert type(enc.model).__name__ == "SiglipModel"
+    assert enc.model.name_or_path == str(tiny_dir)
+    assert type(enc.tokenizer).__name__ == "SiglipTokenizer"
+    assert enc.trained is False
+    assert enc.model_ref == "tiny-random" and enc.model_id == "tiny-random"
+    assert (enc.device, enc.dtype_name, enc.batch_size) == ("cpu", "float32", 3)
+    assert enc.image_size == (32, 32) and enc.embed_dim == 32 and enc.text_max_length == 64
+
+
+def test_logit_parameters_come_from_the_checkpoint(enc: Encoder, tiny_dir: Path):
+    weights = load_file(tiny_dir / "model.safetensors")
+    assert enc.logit_scale == pytest.approx(weights["logit_scale"].item())
+    assert enc.logit_bias == pytest.approx(weights["logit_bias"].item())
+    assert enc.logit_scale != 0.0  # the random init zeroes it; the build sets a real-looking value
+
+
+@pytest.mark.parametrize("size", [(32, 32), (45, 61)], ids=["at_image_size", "resized"])
+def test_embed_images_batches_equal_one_by_one(enc: Encoder, size: tuple[int, int]):
+    batch = frames(7, *size)
+    emb = enc.embed_images(batch)
+    assert emb.shape == (7, enc.embed_dim) and emb.dtype == np.float32
+    assert np.isfinite(emb).all()
+    one_by_one = np.concatenate([enc.embed_images(batch[i : i + 1]) for i in range(len(batch))])
+    np.testing.assert_allclose(emb, one_by_one, atol=1e-5, rtol=0)
+
+
+def test_empty_inputs_give_empty_embeddings(enc: Encoder):
+    assert enc.embed_images(frames(0, 32, 32)).shape == (0, enc.embed_dim)
+    assert enc.embed_texts([]).shape == (0, enc.embed_dim)
+
+
+def test_bad_inputs_are_refused(enc: Encoder):
+    with pytest.raises(ValueError, match="uint8"):
+        enc.embed_images(frames(2, 32, 32).astype(np.float32))
+    with pytest.raises(ValueError, match="uint8"):
+        enc.embed_images(frames(2, 32, 32)[..., :2])
+    with pytest.raises(ValueError, match="sequence of strings"):
+        enc.embed_texts("a bare string")
+
+
+def test_torch_normalisation_equals_the_image_processor(enc: Encoder):
+    batch = frames(5, 32, 32, seed=1)
+    ours = enc.preprocess_images(batch)
+    reference = enc.image_processor(images=list(batch), return_tensors="pt", input_data_format="channels_last")
+    assert ours.shape == reference.pixel_values.shape == (5, 3, 32, 32)
+    torch.testing.assert_close(ours, reference.pixel_values, atol=1e-5, rtol=0)
+
+
+def test_text_is_padded_to_max_length_and_batch_independent(enc: Encoder):
+    short, long_text = "a gymnast flips", " ".join(["the swimmer dives into the pool"] * 100)
+    assert enc.tokenize([short]).shape == enc.tokenize([long_text]).shape == (1, 64)
+    texts = [short, long_text, "a red circle beside a blue square", "boxing", "qwxz unseen wörds 123"]
+    emb = enc.embed_texts(texts)
+    assert emb.shape == (5, enc.embed_dim) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    np.testing.assert_allclose(emb[0], enc.embed_texts([short])[0], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(emb[4], enc.embed_texts(texts[4:])[0], atol=1e-5, rtol=0)
+
+
+def test_cache_and_fingerprint(enc: Encoder, tiny_dir: Path):
+    assert load_encoder("tiny-random", batch_size=3) is enc
+    default = load_encoder("tiny-random")
+    assert default is not enc and default.batch_size == DEFAULT_BATCH_SIZE["cpu"] == 32
+    assert len(enc.fingerprint) == 16 and int(enc.fingerprint, 16) >= 0
+
+    clear_encoder_cache()
+    reloaded = load_encoder("tiny-random", batch_size=3)
+    assert reloaded is not enc and reloaded.fingerprint == enc.fingerprint
+
+
+def test_concurrent_loads_share_one_encoder(tiny_dir: Path):
+    with ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(lambda _: load_encoder("tiny-random", batch_size=5), range(4)))
+    assert all(encoder is loaded[0] for encoder in loaded)
+
+
+def test_local_folder_works_as_model(enc: Encoder, tiny_dir: Path):
+    by_path = load_encoder(str(tiny_dir), batch_size=3)
+    assert by_path.model_id == str(tiny_dir.resolve()) and by_path.model_ref == str(tiny_dir)
+    assert by_path.trained is False  # from the ACTALIGN_UNTRAINED marker, not from the registry
+    assert by_path.fingerprint == enc.fingerprint
+    batch = frames(4, 32, 32, seed=2)
+    np.testing.assert_allclose(by_path.embed_images(batch), enc.embed_images(batch), atol=1e-6, rtol=0)
+
+
+def test_unknown_name_lists_the_registry():
+    with pytest.raises(ModelNotFoundError, match="siglip-so400mm") as info:
+        load_encoder("siglip-so400mm")
+    assert all(name in str(info.value) for name in REGISTRY)
+
+
+def test_bad_folder_is_model_not_found(tmp_path: Path):
+    with pytest.raises(ModelNotFoundError, match=str(tmp_path)):
+        load_encoder(str(tmp_path))  # exists, but holds no checkpoint
+
+
+def test_hub_id_offline_fails_fast_with_advice():
+    start = time.monotonic()
+    with pytest.raises(ModelNotFoundError) as info:
+        load_encoder("google/siglip-does-not-exist")
+    assert time.monotonic() - start < 10
+    message = str(info.value)
+    assert "google/siglip-does-not-exist" in message and "tiny-random" in message and "offline" in message
+
+
+def test_hub_reachable_is_false_offline():
+    start = time.monotonic()
+    assert hub_reachable(timeout_s=1.0) is False
+    assert time.monotonic() - start < 1.0
+
+
+def test_choose_device():
+    assert choose_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert choose_device("cpu") == "cpu"
+    with pytest.raises(InputError, match="tpu"):
+        choose_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA is not available"):
+            choose_device("cuda")
+
+
+def test_bf16_autocast_runs_on_cpu_and_is_close(enc: Encoder):
+    half = load_encoder("tiny-random", batch_size=3, bf16=True)
+    assert half.dtype_name == "bfloat16"
+    batch = frames(5, 32, 32, seed=3)
+    for full_emb, half_emb in (
+        (enc.embed_images(batch), half.embed_images(batch)),
+        (enc.embed_texts(["a diver", "a red star"]), half.embed_texts(["a diver", "a red star"])),
+    ):
+        assert half_emb.dtype == np.float32
+        cosine = (full_emb * half_emb).sum(1) / np.linalg.norm(full_emb, axis=1) / np.linalg.norm(half_emb, axis=1)
+        assert (cosine > 0.99).all()

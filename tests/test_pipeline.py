@@ -1,0 +1,149 @@
+"""The whole pipeline under a real Prefect server, on generated videos, with the tiny model.
+
+The tiny model is untrained, so these tests check plumbing and bookkeeping
+(rows, keys, reuse, failure rows), never accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from actalign.config import RunConfig
+from actalign.frames import DECODE_STATS
+from flows.pipeline import RunSummary, run_pipeline
+from storage.workdir import Workdir
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def config_for(manifest: Path, classes: Path, workdir: Path, **overrides) -> RunConfig:
+    return RunConfig(videos=manifest, classes=classes, workdir=workdir, model="tiny-random", shard_size=4, **overrides)
+
+
+def query(workdir: Path, sql: str, *params) -> list[tuple]:
+    """Through the database file, as any DuckDB client would see it."""
+    with duckdb.connect(str(workdir / "actalign.duckdb"), read_only=True) as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+@pytest.fixture(scope="module")
+def first_run(demo_dataset, tmp_path_factory) -> tuple[RunConfig, RunSummary]:
+    manifest, classes = demo_dataset
+    config = config_for(manifest, classes, tmp_path_factory.mktemp("work"))
+    return config, run_pipeline(config)
+
+
+def test_end_to_end_tables(first_run):
+    config, summary = first_run
+    root = Path(summary.workdir)
+    assert summary.state == "completed" and summary.n_failed == 0 and summary.n_videos == 6
+    assert not summary.trained
+    run = summary.run_id
+    assert query(root, "SELECT count(*) FROM videos WHERE run_id = ?", run) == [(6,)]
+    # 3-second demo videos at 4 fps: 12 sampled frames each.
+    assert query(root, "SELECT count(*), count(DISTINCT video_id) FROM frame_embeddings") == [(72, 6)]
+    assert query(root, "SELECT count(*) FROM scripts") == [(18,)]  # 6 classes x 3 steps
+    assert query(root, "SELECT count(*) FROM step_embeddings WHERE kind = 'step'") == [(18,)]
+    # every video x all 6 candidates x 2 scorers
+    assert query(root, "SELECT count(*) FROM scores WHERE run_id = ?", run) == [(72,)]
+    assert query(root, "SELECT scorer, count(*), count(DISTINCT video_id) FROM predictions WHERE run_id = ? GROUP BY 1 ORDER BY 1", run) == [
+        ("actalign", 6, 6),
+        ("mean-pool", 6, 6),
+    ]
+    assert query(root, "SELECT DISTINCT state FROM status WHERE run_id = ?", run) == [("ok",)]
+    assert query(root, "SELECT state, model_trained, n_videos FROM runs WHERE run_id = ?", run) == [("completed", False, 6)]
+
+
+def test_accuracy_agrees_with_the_scores(first_run):
+    """Top-k computed here from the raw score rows (ties against the label) equals the accuracy view."""
+    _, summary = first_run
+    root, run = Path(summary.workdir), summary.run_id
+    labels = dict(query(root, "SELECT video_id, label FROM videos WHERE run_id = ?", run))
+    rows = query(root, "SELECT scorer, video_id, candidate, score FROM scores WHERE run_id = ?", run)
+    for scorer in ("actalign", "mean-pool"):
+        ranks = []
+        for video, label in labels.items():
+            scores = {c: s for sc, v, c, s in rows if sc == scorer and v == video}
+            ranks.append(sum(1 for c, s in scores.items() if c != label and s >= scores[label]) + 1)
+        expected = [sum(r <= k for r in ranks) / len(ranks) for k in (1, 2, 3)]
+        (n, top1, top2, top3, lo, hi), = query(
+            root, "SELECT n, top1, top2, top3, top1_lo, top1_hi FROM accuracy WHERE run_id = ? AND scorer = ?", run, scorer
+        )
+        assert n == 6 and [top1, top2, top3] == pytest.approx(expected)
+        assert 0.0 <= lo <= top1 <= hi <= 1.0
+
+
+def test_report_carries_the_untrained_banner(first_run):
+    _, summary = first_run
+    report = Path(summary.report).read_text()
+    assert "UNTRAINED MODEL" in report and "## Accuracy" in report and "actalign" in report
+
+
+def test_rerun_decodes_and_encodes_nothing(first_run):
+    config, summary = first_run
+    frame_files = sorted(Path(summary.workdir, "store", "frame_embeddings").glob("*.parquet"))
+    mtimes = [f.stat().st_mtime_ns for f in frame_files]
+    DECODE_STATS.reset()
+    again = run_pipeline(config)
+    assert DECODE_STATS.frames == 0 and DECODE_STATS.videos == 0
+    assert (again.decoded_frames, again.encoded_frames, again.encoded_texts) == (0, 0, 0)
+    assert again.reused_videos == 6 and again.run_id != summary.run_id
+    assert [f.stat().st_mtime_ns for f in frame_files] == mtimes
+    root = Path(summary.workdir)
+    same = "SELECT video_id, candidate, scorer, score FROM scores WHERE run_id = ? ORDER BY ALL"
+    assert query(root, same, again.run_id) == query(root, same, summary.run_id)
+    assert query(root, "SELECT count(*) FROM status WHERE run_id = ? AND stage = 'acquire' AND state = 'skipped'", again.run_id) == [(6,)]
+
+
+def test_bad_videos_fail_alone(demo_dataset, tmp_path):
+    """A missing file, an undecodable file and a segment past the end each become a failed row; the rest is scored."""
+    manifest, classes = demo_dataset
+    rows = list(csv.DictReader(open(manifest)))
+    base = manifest.parent
+    (tmp_path / "notes.mp4").write_text("this is not a video")
+    rows[0]["path"] = str(base / "videos" / "gone.mp4")
+    rows[1]["path"] = str(tmp_path / "notes.mp4")
+    rows[2]["start_s"], rows[2]["end_s"] = "100", "104"
+    for row in rows:
+        row["path"] = str((base / row["path"]).resolve())
+    bad_manifest = tmp_path / "manifest.csv"
+    with open(bad_manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    summary = run_pipeline(config_for(bad_manifest, classes, tmp_path / "work"))
+    assert summary.state == "completed_with_failures" and summary.n_failed == 3
+    root, run = tmp_path / "work", summary.run_id
+    failed = query(root, "SELECT item, error_class, message FROM status WHERE run_id = ? AND state = 'failed' ORDER BY item", run)
+    assert [(item, cls) for item, cls, _ in failed] == [
+        (rows[0]["video_id"], "VideoNotFoundError"),
+        (rows[1]["video_id"], "VideoDecodeError"),
+        (rows[2]["video_id"], "SegmentOutOfRangeError"),
+    ]
+    assert "gone.mp4" in failed[0][2] and "notes.mp4" in failed[1][2]
+    assert query(root, "SELECT count(DISTINCT video_id) FROM scores WHERE run_id = ?", run) == [(3,)]
+    assert query(root, "SELECT n, n_missing FROM accuracy WHERE run_id = ? AND scorer = 'actalign'", run) == [(3, 3)]
+    assert query(root, "SELECT state, n_failed FROM runs WHERE run_id = ?", run) == [("completed_with_failures", 3)]
+
+
+def test_views_open_from_any_client_and_any_directory(first_run, tmp_path, monkeypatch):
+    _, summary = first_run
+    copy = tmp_path / "elsewhere.duckdb"
+    shutil.copy(Path(summary.workdir) / "actalign.duckdb", copy)
+    monkeypatch.chdir(tmp_path)
+    with duckdb.connect(str(copy), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] >= 12
+
+
+def test_views_answer_on_an_empty_workdir(tmp_path):
+    from queries.runner import run_sql
+
+    workdir = Workdir.open(tmp_path / "empty")
+    for view in ("videos", "frame_embeddings", "scripts", "step_embeddings", "scores", "predictions", "accuracy", "accuracy_by_domain", "status", "runs"):
+        assert run_sql(workdir, f"SELECT * FROM {view}").rows == []
