@@ -19,3 +19,11 @@ def prepare_prefect(workdir: Path, verbose: bool) -> None:
     for name, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+
+
+def quiet_libraries() -> None:
+    """No per-load progress bars or config chatter from transformers on a user's screen."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()

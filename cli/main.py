@@ -1,4 +1,4 @@
-"""``actalign``: classify videos into actions they were never trained on, by script alignment."""
+"""actalign: classify videos into actions they were never trained on, by script alignment."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from actalign.frames import DEFAULT_FPS
 from actalign.models import DEFAULT_MODEL, REGISTRY
 from actalign.scorers import SCORER_NAMES
 from cli.display import console, print_error, print_result, print_untrained_banner
-from cli.environment import prepare_prefect
+from cli.environment import prepare_prefect, quiet_libraries
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -62,8 +62,9 @@ def demo(
     """Generate a small labelled set of shape animations whose classes differ only in event order, and run the pipeline."""
     from cli.demo import prepare_demo
 
+    quiet_libraries()
     manifest, classes_file, chosen = prepare_demo(workdir, model, videos_per_class)
-    config = _config(dict(videos=manifest, classes=classes_file, model=chosen, workdir=workdir, fps=4.0))
+    config = _config(dict(videos=manifest, classes=classes_file, model=chosen, workdir=workdir))
     raise typer.Exit(_run(config, verbose))
 
 
@@ -98,6 +99,7 @@ def _run(config: RunConfig, verbose: bool) -> int:
     """Validate everything before Prefect starts, run the flow, print the results; the exit code."""
     from tasks.plan import encoder_for, load_inputs
 
+    quiet_libraries()
     try:
         inputs = load_inputs(config)
         console.print(f"{len(inputs.videos)} videos, {len(inputs.classes)} classes; loading model {config.model} ...")
