@@ -27,7 +27,7 @@ import torch
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, BaseImageProcessor, PreTrainedTokenizerBase
 
 from actalign.errors import InputError, ModelNotFoundError
-from actalign.tiny_model import UNTRAINED_MARKER, tiny_random_path
+from actalign.tiny_model import BASE, TINY, UNTRAINED_MARKER, RandomTowerSize, random_model_path, tiny_random_path
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -54,7 +54,8 @@ class ModelSpec:
     description: str
 
 
-TINY_SOURCE = "builtin:tiny-random"
+# Untrained models built locally, by registry source.
+BUILTIN: dict[str, RandomTowerSize] = {"builtin:tiny-random": TINY, "builtin:base-random": BASE}
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -73,9 +74,15 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "tiny-random",
-            TINY_SOURCE,
+            "builtin:tiny-random",
             False,
             "A tiny untrained SigLIP built locally for offline smoke tests; its numbers are meaningless.",
+        ),
+        ModelSpec(
+            "base-random",
+            "builtin:base-random",
+            False,
+            "An untrained SigLIP of base size built locally, for speed measurements offline; numbers are meaningless.",
         ),
     )
 }
@@ -278,8 +285,8 @@ class _Target:
 
 def _resolve(ref: str) -> _Target:
     spec = REGISTRY.get(ref)
-    if spec is not None and spec.source == TINY_SOURCE:
-        return _Target(str(tiny_random_path()), "tiny-random", False, spec.trained)
+    if spec is not None and spec.source in BUILTIN:
+        return _Target(str(random_model_path(BUILTIN[spec.source])), spec.name, False, spec.trained)
     if spec is not None:
         return _Target(spec.source, spec.source, True, spec.trained)
     folder = Path(ref).expanduser()

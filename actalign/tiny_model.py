@@ -1,7 +1,8 @@
-"""A tiny, untrained SigLIP built in code, so tests and demos run without the hub.
+"""Untrained SigLIPs built in code, so tests, demos and benchmarks run without the hub.
 
-Its scores are meaningless: it exists to exercise the real loading path
-(``save_pretrained`` then ``AutoModel.from_pretrained``) in seconds, offline.
+Their scores are meaningless. ``tiny-random`` exercises the real loading path
+(``save_pretrained`` then ``AutoModel.from_pretrained``) in seconds, offline;
+``base-random`` has the shape of SigLIP base, for realistic speed measurements.
 The folder carries an ``ACTALIGN_UNTRAINED`` marker so that anything loading it,
 even by path, knows it is untrained.
 """
@@ -13,6 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import sentencepiece as spm
@@ -20,10 +22,27 @@ import torch
 from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor, SiglipTokenizer
 
 UNTRAINED_MARKER = "ACTALIGN_UNTRAINED"
-TINY_FOLDER_NAME = "tiny-random-v1"  # bump the suffix whenever the build below changes
 TINY_IMAGE_SIZE = 32
 TINY_TEXT_LENGTH = 64  # the real SigLIP text length, so padding behaves as in production
 TINY_VOCAB_SIZE = 160  # the largest round size this corpus supports with a hard limit
+
+
+@dataclass(frozen=True)
+class RandomTowerSize:
+    """Width and depth of both towers of an untrained SigLIP; ``folder`` names its cache entry."""
+
+    folder: str  # bump its suffix whenever the build below changes
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    image_size: int
+    patch_size: int
+
+
+TINY = RandomTowerSize("tiny-random-v1", 32, 64, 2, 4, TINY_IMAGE_SIZE, 8)
+# The shape of google/siglip-base-patch16-224 (about 200 M parameters): realistic speed, meaningless numbers.
+BASE = RandomTowerSize("base-random-v1", 768, 3072, 12, 12, 224, 16)
 
 # Training text for the tokenizer: enough variety for ~160 pieces; content is irrelevant.
 _CORPUS = (
@@ -60,20 +79,24 @@ def models_cache_dir() -> Path:
 
 
 def tiny_random_path() -> Path:
-    """Build the tiny model once (per cache folder) and return its folder.
+    return random_model_path(TINY)
+
+
+def random_model_path(size: RandomTowerSize) -> Path:
+    """Build an untrained model once (per cache folder) and return its folder.
 
     Safe against concurrent builders: each builds in a private temporary sibling
     and renames it into place; a loser of the race discards its copy.
     """
-    final = models_cache_dir() / TINY_FOLDER_NAME
+    final = models_cache_dir() / size.folder
     with _BUILD_LOCK:
         if (final / UNTRAINED_MARKER).is_file():
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{TINY_FOLDER_NAME}.tmp-", dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{size.folder}.tmp-", dir=final.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
         try:
-            _build(tmp)
+            _build(tmp, size)
             os.rename(tmp, final)
         except OSError:
             if not (final / UNTRAINED_MARKER).is_file():
@@ -105,27 +128,27 @@ def _train_tokenizer(folder: Path) -> SiglipTokenizer:
     return SiglipTokenizer(vocab_file=str(vocab_file), model_max_length=TINY_TEXT_LENGTH)
 
 
-def _build(folder: Path) -> None:
+def _build(folder: Path, size: RandomTowerSize) -> None:
     tokenizer = _train_tokenizer(folder)
     config = SiglipConfig(
         text_config={
             "vocab_size": tokenizer.vocab_size,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
+            "hidden_size": size.hidden,
+            "intermediate_size": size.intermediate,
+            "num_hidden_layers": size.layers,
+            "num_attention_heads": size.heads,
             "max_position_embeddings": TINY_TEXT_LENGTH,
             "pad_token_id": tokenizer.pad_token_id,
             "eos_token_id": tokenizer.eos_token_id,
             "bos_token_id": None,
         },
         vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "image_size": TINY_IMAGE_SIZE,
-            "patch_size": 8,
+            "hidden_size": size.hidden,
+            "intermediate_size": size.intermediate,
+            "num_hidden_layers": size.layers,
+            "num_attention_heads": size.heads,
+            "image_size": size.image_size,
+            "patch_size": size.patch_size,
         },
     )
     with torch.random.fork_rng(devices=[]):  # deterministic weights without touching the caller's RNG
@@ -135,7 +158,7 @@ def _build(folder: Path) -> None:
         # The init zeroes both; the trained checkpoints' values make scores look realistic in shape.
         model.logit_scale.fill_(2.3)
         model.logit_bias.fill_(-10.0)
-    image_processor = SiglipImageProcessorPil(size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE})
+    image_processor = SiglipImageProcessorPil(size={"height": size.image_size, "width": size.image_size})
     model.save_pretrained(folder)
     SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     (folder / UNTRAINED_MARKER).write_text(

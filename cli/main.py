@@ -114,7 +114,11 @@ def _run(config: RunConfig, verbose: bool) -> int:
     from queries import tables
     from storage.workdir import Workdir
 
-    summary = run_pipeline(config)
+    try:
+        summary = run_pipeline(config)
+    except Exception as exc:  # a stage crashed beyond its retries: say where the partial run is
+        print_error(f"the run crashed: {type(exc).__name__}: {exc}. It is recorded as 'failed' in the runs view of {config.workdir}.")
+        return 1
     workdir = Workdir.open(summary.workdir)
     reused = f"; {summary.reused_videos} reused from the store (no decoding)" if summary.reused_videos else ""
     console.print(

@@ -22,7 +22,7 @@ from storage.records import RunRecord, StatusRow, now, write_run, write_status, 
 from storage.workdir import Workdir
 from tasks.acquire import STAGE as ACQUIRE_STAGE
 from tasks.acquire import AcquireResult, acquire_shard
-from tasks.plan import encoder_for, load_inputs, new_run_id, shards
+from tasks.plan import Inputs, encoder_for, load_inputs, new_run_id, shards
 from tasks.report import write_report_task
 from tasks.score import STAGE as SCORE_STAGE
 from tasks.score import score_shard
@@ -72,7 +72,7 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
     return summary
 
 
-def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs) -> RunSummary:
+def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: Inputs) -> RunSummary:
     run_id, encoder = record.run_id, encoder_for(config)
     texts_future = encode_texts_task.submit(workdir, run_id, inputs.classes, inputs.scripts, config)
     video_shards = {f"{i:05d}": shard for i, shard in enumerate(shards(inputs.videos, config.shard_size))}
@@ -103,8 +103,8 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs) 
             outcome = len(acquired_ids)
         score_failures += outcome
 
-    n_failed = sum(r.failed for r in results.values()) + score_failures
-    record.state = "completed" if n_failed == 0 and texts.failed == 0 else "completed_with_failures"
+    n_failed = sum(r.failed for r in results.values()) + score_failures + texts.failed
+    record.state = "completed" if n_failed == 0 else "completed_with_failures"
     record.finished_at, record.n_failed = now(), n_failed
     record.stage_keys = {
         "model": {"id": encoder.model_id, "fingerprint": encoder.fingerprint, "dtype": encoder.dtype_name},
@@ -121,7 +121,7 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs) 
         report=str(report),
         trained=encoder.trained,
         n_videos=len(inputs.videos),
-        n_failed=n_failed + texts.failed,
+        n_failed=n_failed,
         decoded_frames=sum(r.decoded_frames for r in results.values()),
         encoded_frames=sum(r.encoded_frames for r in results.values()),
         reused_videos=sum(r.reused for r in results.values()),
