@@ -107,7 +107,13 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
     record.state = "completed" if n_failed == 0 else "completed_with_failures"
     record.finished_at, record.n_failed = now(), n_failed
     record.stage_keys = {
-        "model": {"id": encoder.model_id, "fingerprint": encoder.fingerprint, "dtype": encoder.dtype_name},
+        "model": {
+            "id": encoder.model_id,
+            "fingerprint": encoder.fingerprint,
+            "dtype": encoder.dtype_name,
+            "logit_scale": encoder.logit_scale,
+            "logit_bias": encoder.logit_bias,
+        },
         "scripts": texts.script_keys,
         "step_embeddings": texts.embed_keys,
     }
