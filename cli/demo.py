@@ -23,15 +23,17 @@ def _loadable_model(model: str) -> str:
     """The requested model when it loads (from the hub or the local cache), else tiny-random, said plainly."""
     if model == "tiny-random":
         return model
-    if not hub_reachable():
+    reachable = hub_reachable()
+    if not reachable:
         # Without the hub only a cached copy can load; offline mode makes that check fast instead of hanging.
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         load_encoder(model)
         return model
     except ModelNotFoundError as exc:
+        reason = str(exc) if reachable else "the Hugging Face hub cannot be reached from here and no copy is cached"
         console.print(
-            f"[bold yellow]The model {model!r} cannot be loaded here ({exc}).[/]\n"
+            f"[bold yellow]The model {model!r} cannot be loaded: {reason}.[/]\n"
             "Running the demo with tiny-random, a tiny UNTRAINED model: the pipeline runs end to end, "
             "but its accuracy numbers are meaningless. On a machine with internet the demo uses a real SigLIP.",
             highlight=False,

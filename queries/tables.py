@@ -9,9 +9,9 @@ from storage.workdir import Workdir
 def accuracy(workdir: Workdir, run_id: str) -> Result:
     return run_sql(
         workdir,
-        """SELECT scorer, n, n_missing,
-                  round(100 * top1, 1) AS "top-1 %", round(100 * top1_lo, 1) || '-' || round(100 * top1_hi, 1) AS "top-1 95% CI",
-                  round(100 * top2, 1) AS "top-2 %", round(100 * top3, 1) AS "top-3 %", round(100 * random_top1, 1) AS "random top-1 %"
+        """SELECT scorer, n, n_missing AS missing,
+                  round(100 * top1, 1) AS "top-1 %", round(100 * top1_lo, 1) || '-' || round(100 * top1_hi, 1) AS "95% CI",
+                  round(100 * top2, 1) AS "top-2 %", round(100 * top3, 1) AS "top-3 %", round(100 * random_top1, 1) AS "random %"
            FROM accuracy WHERE run_id = ? ORDER BY scorer""",
         [run_id],
     )

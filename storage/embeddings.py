@@ -85,3 +85,14 @@ def read_text_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray]:
     embeddings = to_numpy(table.column("embedding"))
     kinds = table.column("kind").to_pylist()
     return embeddings[[k == "step" for k in kinds]], embeddings[kinds.index("name")]
+
+
+def read_frame_times(path: Path) -> list[float]:
+    """Segment-relative times (s) of the stored frames, in frame order."""
+    return read(path).sort_by("frame_idx").column("t_s").to_pylist()
+
+
+def read_step_texts(path: Path) -> list[str]:
+    """The encoded step texts (after context augmentation), in step order."""
+    table = read(path).sort_by("step_idx")
+    return [text for text, kind in zip(table.column("text").to_pylist(), table.column("kind").to_pylist()) if kind == "step"]
