@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from actalign.frames import DEFAULT_FPS
 from actalign.models import DEFAULT_MODEL
-from actalign.scorers import SCORER_NAMES
+from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES
 
 DEFAULT_WORKDIR = Path("actalign-data")
 DEFAULT_SHARD_SIZE = 16  # videos per task: coarse enough that Prefect's per-task cost is noise
@@ -31,7 +31,7 @@ class RunConfig(BaseModel):
     bf16: bool = Field(False, description="bfloat16 autocast for the towers")
     fps: float = Field(DEFAULT_FPS, gt=0, le=60, description="frames sampled per second of video")
     smoothing: int = Field(0, ge=0, description="moving-average width over frames for actalign (0/1: none)")
-    scorers: tuple[str, ...] = Field(SCORER_NAMES, min_length=1, description="scorers to run")
+    scorers: tuple[str, ...] = Field(DEFAULT_SCORERS, min_length=1, description="scorers to run")
     provider: str = Field("file", description="where scripts come from")
     step_template: str = Field("{step} in {domain}", description="text encoded for a step (domain known)")
     name_template: str = Field("{action}", description="text encoded for a class name (mean-pool baseline)")

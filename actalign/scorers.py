@@ -1,26 +1,33 @@
-"""Scorers: how well a video's frames match one candidate class.
+"""Scorers: how well a video's frames match each candidate class.
 
-Every scorer has the same call: ``scorer(frames, class_texts, calibration) -> Score``.
+Every scorer has the same calls: ``scorer(frames, class_texts, calibration) -> Score``
+for one candidate and ``scorer.score_many(frames, candidates, calibration) -> list[Score]``
+for all candidates of a video at once (one matrix product, one compiled call).
 Embeddings arrive as the towers return them (not normalised); each scorer
 normalises what it needs. Higher scores mean a better match; a video's
-prediction is its best-scoring candidate.
+prediction is its best-scoring candidate. Bad embeddings (empty, NaN/inf,
+mismatched dimension) raise ``AlignmentInputError``, an ``ItemError``.
 
 - ``mean-pool`` (the paper's baseline): cosine of the mean of the L2-normalised
-  frame embeddings with the class-name text embedding.
-- ``actalign`` (Aghdam & Hu 2025): optional moving-average smoothing of the
-  frames, affinities ``A[k,t] = sigmoid(exp(logit_scale) * cos(step_k, frame_t)
-  + logit_bias)`` with the scale and bias of the same checkpoint, then a
-  max-plus DTW from (first step, first frame) to (last step, last frame); the
-  score is the summed affinity on the best path divided by its length.
+  frame embeddings with the class-name text embedding (each normalised on its own).
+- ``actalign`` (Aghdam & Hu 2025): smoothing, sigmoid affinities with the
+  checkpoint's own scale and bias, max-plus DTW from (first step, first frame)
+  to (last step, last frame), score = summed affinity / path length.
+- ``actalign-subsequence``: open begin and end in time; the path of best mean.
+- ``actalign-segment``: each frame assigned to one step, in order; mean over frames.
+
+The alignment math, its modes and their limits are in ``actalign.align``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from actalign.align import MODES, align_candidates, check_rows, l2_normalise
 from actalign.errors import InputError
 
 
@@ -43,96 +50,78 @@ class Calibration:
 
 @dataclass(frozen=True)
 class Score:
+    """A (video, candidate) score; path_len: cells on the alignment path (None for mean-pool)."""
+
     score: float
     path_len: int | None = None
 
 
 class Scorer(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def __call__(self, frames: np.ndarray, texts: ClassTexts, calibration: Calibration) -> Score: ...
 
-
-def l2_normalise(rows: np.ndarray) -> np.ndarray:
-    """Normalise each row on its own (a zero row stays zero)."""
-    rows = np.asarray(rows, dtype=np.float64)
-    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
-    return rows / np.where(norms == 0.0, 1.0, norms)
+    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]: ...
 
 
-def moving_average(frames: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average along time with zero padding, same length; width <= 1 is a no-op."""
-    if width <= 1:
-        return frames
-    kernel = np.ones(width) / width
-    left = (width - 1) // 2
-    padded = np.pad(frames, ((left, width - 1 - left), (0, 0)))
-    return np.stack([np.convolve(padded[:, j], kernel, mode="valid") for j in range(frames.shape[1])], axis=1)
+class _OneOfMany:
+    """``__call__`` for one candidate, by way of ``score_many``."""
 
-
-def affinity(frames: np.ndarray, steps: np.ndarray, calibration: Calibration) -> np.ndarray:
-    """A[k, t]: the checkpoint's sigmoid probability that step k matches frame t."""
-    cosine = l2_normalise(steps) @ l2_normalise(frames).T
-    logits = cosine * np.exp(calibration.logit_scale) + calibration.logit_bias
-    return 1.0 / (1.0 + np.exp(-logits))
-
-
-def max_plus_dtw(affinities: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
-    """Best monotone path from (0, 0) to (K-1, T-1) maximising summed affinity.
-
-    Moves are (0,+1), (+1,0) and (+1,+1); ties prefer, in order, staying on the
-    step, advancing the step, and the diagonal, so the path is deterministic.
-    Returns the path's summed affinity and the path itself.
-    """
-    steps, times = affinities.shape
-    total = np.full((steps, times), -np.inf)
-    total[0, 0] = affinities[0, 0]
-    for k in range(steps):
-        for t in range(times):
-            if k == 0 and t == 0:
-                continue
-            best = max(
-                total[k, t - 1] if t > 0 else -np.inf,
-                total[k - 1, t] if k > 0 else -np.inf,
-                total[k - 1, t - 1] if k > 0 and t > 0 else -np.inf,
-            )
-            total[k, t] = affinities[k, t] + best
-    path = [(steps - 1, times - 1)]
-    k, t = steps - 1, times - 1
-    while (k, t) != (0, 0):
-        options = [(k, t - 1), (k - 1, t), (k - 1, t - 1)]
-        k, t = max((o for o in options if o[0] >= 0 and o[1] >= 0), key=lambda o: total[o])
-        path.append((k, t))
-    return float(total[-1, -1]), path[::-1]
+    def __call__(self, frames: np.ndarray, texts: ClassTexts, calibration: Calibration) -> Score:
+        return self.score_many(frames, [texts], calibration)[0]
 
 
 @dataclass(frozen=True)
-class MeanPool:
+class MeanPool(_OneOfMany):
     name: str = "mean-pool"
 
-    def __call__(self, frames: np.ndarray, texts: ClassTexts, calibration: Calibration) -> Score:
-        video = l2_normalise(l2_normalise(frames).mean(axis=0))
-        return Score(float(video @ l2_normalise(texts.name)))
+    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
+        if not candidates:
+            return []
+        frames = check_rows(frames, "frames")
+        names = np.concatenate([check_rows(np.reshape(c.name, (1, -1)), f"name of {c.class_id!r}", frames.shape[1]) for c in candidates])
+        video = l2_normalise(l2_normalise(frames).sum(axis=0))  # the direction of the mean
+        return [Score(float(cosine)) for cosine in l2_normalise(names) @ video]
 
 
 @dataclass(frozen=True)
-class ActAlign:
+class ActAlign(_OneOfMany):
+    """An alignment scorer; ``mode`` is one of ``actalign.align.MODES``, ``smoothing`` the moving-average width."""
+
     smoothing: int = 0
-    name: str = "actalign"
+    mode: str = "global"
 
-    def __call__(self, frames: np.ndarray, texts: ClassTexts, calibration: Calibration) -> Score:
-        smoothed = moving_average(np.asarray(frames, dtype=np.float64), self.smoothing)
-        total, path = max_plus_dtw(affinity(smoothed, texts.steps, calibration))
-        return Score(total / len(path), len(path))
+    def __post_init__(self) -> None:
+        if self.mode not in MODES or self.smoothing < 0:
+            raise ValueError(f"ActAlign needs a mode in {MODES} and smoothing >= 0, got {self.mode!r} and {self.smoothing}")
+
+    @property
+    def name(self) -> str:
+        return "actalign" if self.mode == "global" else f"actalign-{self.mode}"
+
+    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
+        alignments = align_candidates(
+            frames,
+            [c.steps for c in candidates],
+            logit_scale=calibration.logit_scale,
+            logit_bias=calibration.logit_bias,
+            smooth=self.smoothing,
+            mode=self.mode,
+            labels=[f"steps of {c.class_id!r}" for c in candidates],
+        )
+        return [Score(a.score, a.path_len) for a in alignments]
 
 
-SCORER_NAMES = ("mean-pool", "actalign")
+ALIGNMENT_MODES = {ActAlign(mode=mode).name: mode for mode in MODES}  # scorer name -> actalign.align mode
+SCORER_NAMES = ("mean-pool", *ALIGNMENT_MODES)
+DEFAULT_SCORERS = ("mean-pool", "actalign")  # the paper's baseline and method; variants on request
 
 
 def make_scorer(name: str, smoothing: int = 0) -> Scorer:
-    """Build a scorer by its public name."""
+    """Build a scorer by its public name; ``smoothing`` applies to the alignment scorers."""
     if name == "mean-pool":
         return MeanPool()
-    if name == "actalign":
-        return ActAlign(smoothing=smoothing)
+    if name in ALIGNMENT_MODES:
+        return ActAlign(smoothing=smoothing, mode=ALIGNMENT_MODES[name])
     raise InputError(f"unknown scorer {name!r}; choose from {', '.join(SCORER_NAMES)}")

@@ -12,7 +12,7 @@ from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, RunConfig
 from actalign.errors import InputError
 from actalign.frames import DEFAULT_FPS
 from actalign.models import DEFAULT_MODEL, REGISTRY
-from actalign.scorers import SCORER_NAMES
+from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES
 from cli.display import console, print_error, print_result, print_untrained_banner
 from cli.environment import prepare_prefect, quiet_libraries
 
@@ -29,7 +29,7 @@ def run(
     classes: Annotated[Path, typer.Option("--classes", help="YAML/JSON file of candidate classes with their ordered steps.")],
     model: Annotated[str, typer.Option("--model", help=MODEL_HELP)] = DEFAULT_MODEL,
     workdir: WorkdirOption = DEFAULT_WORKDIR,
-    scorer: Annotated[Optional[list[str]], typer.Option("--scorer", help=f"Scorer to run; repeat for several. Default: all of {', '.join(SCORER_NAMES)}.")] = None,
+    scorer: Annotated[Optional[list[str]], typer.Option("--scorer", help=f"Scorer to run, one of {', '.join(SCORER_NAMES)}; repeat for several. Default: {' and '.join(DEFAULT_SCORERS)}.")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Frames sampled per second of video.")] = DEFAULT_FPS,
     smoothing: Annotated[int, typer.Option("--smoothing", help="Moving-average width over frames for actalign (0 or 1: none).")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto (cuda when present), cpu or cuda.")] = "auto",
@@ -66,6 +66,27 @@ def demo(
     manifest, classes_file, chosen = prepare_demo(workdir, model, videos_per_class)
     config = _config(dict(videos=manifest, classes=classes_file, model=chosen, workdir=workdir))
     raise typer.Exit(_run(config, verbose))
+
+
+@app.command()
+def explain(
+    video: Annotated[str, typer.Option("--video", help="The video_id to draw.")],
+    run_id: Annotated[Optional[str], typer.Option("--run", help="Run id (default: the latest run that scored the video).")] = None,
+    scorer: Annotated[str, typer.Option("--scorer", help="Alignment scorer whose paths to draw.")] = "actalign",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the PNGs (default: <workdir>/runs/<run>/explain/<video>).")] = None,
+    workdir: WorkdirOption = DEFAULT_WORKDIR,
+) -> None:
+    """Draw, per candidate, the step x frame affinities and the alignment path of one video (PNG)."""
+    from storage.workdir import Workdir
+    from tasks.explain import explain_video
+
+    try:
+        paths = explain_video(Workdir.open(workdir), video, run_id, scorer, out)
+    except InputError as exc:
+        print_error(str(exc))
+        raise typer.Exit(2) from exc
+    for path in paths:
+        console.print(str(path), highlight=False)
 
 
 @app.command()

@@ -45,16 +45,16 @@ def score_videos(
             if missing:
                 raise MissingScriptError(f"video {video.video_id!r}: no embedded script for candidate(s) {missing}; see the step_embeddings status rows")
             frames = read_frame_embeddings(workdir.frames_path(frames_keys[video.video_id]))
-            video_records = []
             for candidate in video.candidates:
                 if candidate not in texts:
                     steps, name = read_text_embeddings(workdir.step_embeddings_path(embed_keys[candidate]))
                     texts[candidate] = ClassTexts(candidate, steps, name)
-                for scorer in scorers:
-                    score = scorer(frames, texts[candidate], calibration)
-                    video_records.append(
-                        {"run_id": run_id, "video_id": video.video_id, "candidate": candidate, "scorer": scorer.name, "score": score.score, "path_len": score.path_len}
-                    )
+            candidates = [texts[c] for c in video.candidates]
+            video_records = [
+                {"run_id": run_id, "video_id": video.video_id, "candidate": c.class_id, "scorer": scorer.name, "score": s.score, "path_len": s.path_len}
+                for scorer in scorers
+                for c, s in zip(candidates, scorer.score_many(frames, candidates, calibration))
+            ]
             records.extend(video_records)
             rows.append(StatusRow(STAGE, video.video_id, "ok", seconds=time.perf_counter() - started))
         except Exception as exc:  # a broken stored file or missing script fails this video only

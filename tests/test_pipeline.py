@@ -15,6 +15,7 @@ import pytest
 
 from actalign.config import RunConfig
 from actalign.frames import DECODE_STATS
+from actalign.scorers import SCORER_NAMES
 from flows.pipeline import RunSummary, run_pipeline
 from storage.workdir import Workdir
 
@@ -117,7 +118,7 @@ def test_bad_videos_fail_alone(demo_dataset, tmp_path):
         writer.writeheader()
         writer.writerows(rows)
 
-    summary = run_pipeline(config_for(bad_manifest, classes, tmp_path / "work"))
+    summary = run_pipeline(config_for(bad_manifest, classes, tmp_path / "work", scorers=SCORER_NAMES))
     assert summary.state == "completed_with_failures" and summary.n_failed == 3
     root, run = tmp_path / "work", summary.run_id
     failed = query(root, "SELECT item, error_class, message FROM status WHERE run_id = ? AND state = 'failed' ORDER BY item", run)
@@ -127,7 +128,7 @@ def test_bad_videos_fail_alone(demo_dataset, tmp_path):
         (rows[2]["video_id"], "SegmentOutOfRangeError"),
     ]
     assert "gone.mp4" in failed[0][2] and "notes.mp4" in failed[1][2]
-    assert query(root, "SELECT count(DISTINCT video_id) FROM scores WHERE run_id = ?", run) == [(3,)]
+    assert query(root, "SELECT count(DISTINCT video_id), count(DISTINCT scorer), count(*) FROM scores WHERE run_id = ?", run) == [(3, 4, 3 * 6 * 4)]
     assert query(root, "SELECT n, n_missing FROM accuracy WHERE run_id = ? AND scorer = 'actalign'", run) == [(3, 3)]
     assert query(root, "SELECT state, n_failed FROM runs WHERE run_id = ?", run) == [("completed_with_failures", 3)]
 
@@ -147,3 +148,20 @@ def test_views_answer_on_an_empty_workdir(tmp_path):
     workdir = Workdir.open(tmp_path / "empty")
     for view in ("videos", "frame_embeddings", "scripts", "step_embeddings", "scores", "predictions", "accuracy", "accuracy_by_domain", "status", "runs"):
         assert run_sql(workdir, f"SELECT * FROM {view}").rows == []
+
+
+def test_explain_draws_every_candidate(first_run, tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    _, summary = first_run
+    result = CliRunner().invoke(app, ["explain", "--video", "demo-002", "--workdir", summary.workdir, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    pngs = sorted(tmp_path.glob("*.png"))
+    candidates = query(Path(summary.workdir), "SELECT candidates FROM videos WHERE run_id = ? AND video_id = 'demo-002'", summary.run_id)[0][0]
+    assert [p.stem for p in pngs] == sorted(candidates) and len(pngs) == 6
+    assert all(Image.open(p).size[0] > 400 for p in pngs)
+    missing = CliRunner().invoke(app, ["explain", "--video", "nope", "--workdir", summary.workdir])
+    assert missing.exit_code == 2 and "nope" in missing.output

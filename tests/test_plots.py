@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from actalign.plots import plot_alignment
-from actalign.scorers import max_plus_dtw
+from actalign.align import align_many
 
 PATH_RGB = np.array([0xFF, 0x2D, 0x55])  # the path colour of actalign.plots
 VIRIDIS_0 = np.array([68, 1, 84])  # viridis at affinity 0
@@ -31,7 +31,7 @@ def _case(n_steps: int, n_frames: int, seed: int = 0):
     centres = np.linspace(0, n_frames, n_steps + 2)[1:-1]
     t = np.arange(n_frames)
     aff = np.clip(0.1 + 0.8 * np.exp(-(((t[None] - centres[:, None]) / 6) ** 2)) + 0.05 * rng.random((n_steps, n_frames)), 0, 1)
-    _, path = max_plus_dtw(aff)
+    path = [tuple(cell) for cell in align_many([aff])[0].path]
     texts = [f"Step {k}: do the thing number {k} with some care and a little flourish" for k in range(n_steps)]
     return aff, path, texts, (t / 6.5).tolist()
 

@@ -1,0 +1,381 @@
+"""Alignment of an ordered script of sub-action steps with a video's frames (ActAlign).
+
+For frame embeddings F (T x d) and step embeddings S (K x d):
+
+1. ``moving_average``: optional smoothing of F along time (width w, zero padded).
+2. ``affinity``: ``A[k, t] = sigmoid(exp(logit_scale) * cos(s_k, f_t) + logit_bias)``.
+3. A max-plus DP over monotone paths of unit moves (0,+1), (+1,0), (+1,+1)
+   through A: ``D[k, t] = A[k, t] + max(D[k, t-1], D[k-1, t], D[k-1, t-1])``.
+4. Score = the summed affinity on the chosen path / the number of cells on it.
+
+Modes (``MODES``) differ only in the paths they allow and in how they choose one:
+
+- ``global`` (the paper): from (0, 0) to (K-1, T-1), the path of largest sum.
+  A surprising property: with affinities > 0 the best path never takes a
+  diagonal step, because replacing (k-1,t-1)->(k,t) by (k-1,t-1)->(k,t-1)->(k,t)
+  adds one positive cell. So path_len is always T+K-1 and the score is the best
+  sum over a constant. (With affinities >= 0, e.g. a sigmoid that underflows to
+  0, the tie rule below still keeps the path off the diagonal.)
+- ``subsequence``: open begin and end in time, from (0, t0) to (K-1, t1). A
+  largest *sum* would just be the global path again (every extra cell adds),
+  so this mode takes the path of largest *mean*, found exactly by Dinkelbach's
+  method: from the global path, repeat the DP on A - lambda, lambda the mean of
+  the last path, while the mean strictly rises (4-7 DP passes in all on 12 x 195
+  matrices: about 4x the DP work of ``global``). The score is never below the
+  global one; frames before t0 and after t1 are ignored.
+  Every step is still visited, so path_len >= K. Limits: the mean of a short
+  path is a maximum over many spans, biased upwards and noisier; with K = 1 it
+  is the single best frame, and a frame matching all steps at once can carry a
+  whole path of K vertical moves. Short scripts and peaky frames profit when
+  candidates are compared.
+- ``segment``: every frame belongs to exactly one step, steps in order, each at
+  least one frame: moves (0,+1) and (+1,+1) only, path_len = T, score = sum / T,
+  so scores are comparable across scripts of any length. When T < K the roles
+  swap (moves (+1,0) and (+1,+1)): each step gets exactly one frame, frames in
+  order, each at least one step, score = sum / K; a short video is scored
+  rather than failing every scorer of its video.
+
+Ties are broken identically by both implementations: a cell's predecessor is
+the first maximum among, in order, starting here (row 0; only at (0, 0) unless
+the begin is open), the previous frame on the same step, the previous step on
+the same frame, the diagonal. On a constant matrix the global path therefore
+goes down column 0 and along the last step. An open end takes the latest frame
+of the best value. ``subsequence`` returns the last path that strictly raised
+the mean (the global path if none did).
+
+Two implementations: ``reference_align`` in plain Python mirroring the
+equations, and the compiled kernel behind ``align_many`` and the scorers
+(numba, compiled on first use, about 2 s once per process; importing this
+module imports numba, about 0.2 s, and compiles nothing). The reference records
+each cell's predecessor as it goes; the kernel computes values only and picks
+predecessors while tracing the path back. Both add the same numbers in the
+same order and pick by the same rule, so their scores and paths agree exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numba
+import numpy as np
+
+from actalign.errors import ItemError
+
+MODES = ("global", "subsequence", "segment")
+
+
+class AlignmentInputError(ItemError, ValueError):
+    """Embeddings or affinities that cannot be aligned: empty, not finite, or of mismatched dimension."""
+
+
+@dataclass(frozen=True, eq=False)
+class Alignment:
+    """A scored path through ``affinity``: ``path[i] = (step, frame)``, first cell first."""
+
+    score: float
+    path: np.ndarray
+    affinity: np.ndarray
+
+    @property
+    def path_len(self) -> int:
+        return len(self.path)
+
+
+def check_rows(rows: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
+    """``rows`` as a non-empty, finite (n, d) float array, else an AlignmentInputError naming ``what``.
+
+    float32 stays float32 (the towers' and the store's precision); other types become float64.
+    """
+    array = np.asarray(rows)
+    if array.ndim != 2 or 0 in array.shape:
+        raise AlignmentInputError(f"{what}: expected a non-empty 2-D array, got shape {array.shape}")
+    if dim is not None and array.shape[1] != dim:
+        raise AlignmentInputError(f"{what}: dimension {array.shape[1]} does not match the frames' {dim}")
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise AlignmentInputError(f"{what}: {array.size - np.count_nonzero(finite)} NaN or infinite value(s)")
+    return array.astype(np.result_type(array.dtype, np.float32), copy=False)
+
+
+def l2_normalise(rows: np.ndarray) -> np.ndarray:
+    """Normalise each row on its own (a zero row stays zero)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    return rows / _norms(rows)[..., None]
+
+
+def moving_average(frames: np.ndarray, width: int) -> np.ndarray:
+    """Mean of ``width`` frames around each frame, zero padded, same length; width 0 or 1 is a no-op.
+
+    The window covers (width-1)//2 frames before and width//2 after, so an even
+    width leans one frame forward. An edge window has fewer real frames, but the
+    L2 normalisation that follows makes it the mean direction of those frames.
+    """
+    if width < 0:
+        raise ValueError(f"smoothing width must be >= 0, got {width}")
+    if width <= 1:
+        return frames
+    before = (width - 1) // 2
+    padded = np.pad(frames, ((before, width - 1 - before), (0, 0)))
+    return sum(padded[i : i + len(frames)] for i in range(width)) / width
+
+
+def affinity(frames: np.ndarray, steps: np.ndarray, *, logit_scale: float, logit_bias: float) -> np.ndarray:
+    """A[k, t]: the checkpoint's sigmoid probability that step k matches frame t (K x T)."""
+    frames = check_rows(frames, "frames")
+    return _affinity(frames, check_rows(steps, "steps", frames.shape[1]), logit_scale, logit_bias)
+
+
+def align(
+    frames: np.ndarray, steps: np.ndarray, *, logit_scale: float, logit_bias: float, smooth: int = 0, mode: str = "global"
+) -> Alignment:
+    """Align one script with one video."""
+    return align_candidates(frames, [steps], logit_scale=logit_scale, logit_bias=logit_bias, smooth=smooth, mode=mode)[0]
+
+
+def align_candidates(
+    frames: np.ndarray,
+    candidates: Sequence[np.ndarray],
+    *,
+    logit_scale: float,
+    logit_bias: float,
+    smooth: int = 0,
+    mode: str = "global",
+    labels: Sequence[str] | None = None,
+) -> list[Alignment]:
+    """Align one video with each candidate's steps: one smoothing, one matrix product, one compiled call.
+
+    ``labels`` name the candidates in error messages (default: "steps of candidate i").
+    """
+    if not candidates:
+        return []
+    frames = check_rows(frames, "frames")
+    names = labels if labels is not None else [f"steps of candidate {i}" for i in range(len(candidates))]
+    steps = [check_rows(s, name, frames.shape[1]) for s, name in zip(candidates, names, strict=True)]
+    stacked = _affinity(moving_average(frames, smooth), np.concatenate(steps), logit_scale, logit_bias)
+    bounds = np.cumsum([0] + [len(s) for s in steps])
+    return align_many([stacked[start:stop] for start, stop in pairwise(bounds)], mode, check=False)
+
+
+def align_many(matrices: Sequence[np.ndarray], mode: str = "global", *, check: bool = True) -> list[Alignment]:
+    """Align many affinity matrices (each its own K and T) in one call of the compiled kernel.
+
+    ``check=False`` skips checking each matrix (non-empty, 2-D, finite), for
+    matrices known to be so, such as ``affinity``'s.
+    """
+    if check:
+        matrices = [check_rows(m, f"affinity matrix {i}") for i, m in enumerate(matrices)]
+    if not matrices:
+        return []
+    steps = np.array([m.shape[0] for m in matrices], dtype=np.int64)
+    frames = np.array([m.shape[1] for m in matrices], dtype=np.int64)
+    left, up = _moves(mode, steps, frames)
+    starts = np.concatenate(([0], np.cumsum(steps * frames)))
+    path_starts = np.concatenate(([0], np.cumsum(steps + frames - 1)))  # room for the longest possible path
+    scores = np.empty(len(matrices))
+    lengths = np.empty(len(matrices), dtype=np.int64)
+    paths = np.empty((path_starts[-1], 2), dtype=np.int64)
+    scratch = np.empty((steps * frames).max()), np.empty(((steps + frames).max(), 2), dtype=np.int64)
+    flat = np.concatenate([m.ravel() for m in matrices], dtype=np.float64)
+    _align_batch(flat, starts, steps, frames, left, up, mode == "subsequence", scores, lengths, path_starts, paths, *scratch)
+    return [Alignment(float(scores[i]), paths[path_starts[i] : path_starts[i] + lengths[i]], m) for i, m in enumerate(matrices)]
+
+
+def _norms(rows: np.ndarray) -> np.ndarray:
+    """Row norms, with 1 for a zero row so that dividing by them leaves it zero."""
+    norms = np.sqrt(np.einsum("...i,...i->...", rows, rows))
+    return np.where(norms == 0.0, 1.0, norms)
+
+
+def _affinity(frames: np.ndarray, steps: np.ndarray, logit_scale: float, logit_bias: float) -> np.ndarray:
+    """``affinity`` of checked arrays.
+
+    Cosines are products over norms (dividing K x T values, not (K + T) x d).
+    Products and norms keep the embeddings' precision, float32 as the towers
+    give and the store keeps them (SigLIP's own logits are float32 too): twice
+    as fast as float64, with cosine errors of about 1e-7. Logits, sigmoid and
+    everything after are float64.
+    """
+    if not (math.isfinite(logit_scale) and math.isfinite(logit_bias)):
+        raise AlignmentInputError(f"calibration must be finite, got logit_scale={logit_scale}, logit_bias={logit_bias}")
+    cosine = (steps @ frames.T).astype(np.float64) / np.outer(_norms(steps), _norms(frames))
+    with np.errstate(over="ignore"):  # exp(-logit) overflows to inf below about -709: the sigmoid is then 0
+        return 1.0 / (1.0 + np.exp(-(math.exp(logit_scale) * cosine + logit_bias)))
+
+
+def _moves(mode: str, steps, frames):
+    """Which unit moves a mode allows besides the diagonal: (0,+1) "left" and (+1,0) "up".
+
+    Works on ints or int arrays. Segment mode moves along the longer axis only,
+    so each frame (or, when T < K, each step) is used exactly once.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown alignment mode {mode!r}; choose from {', '.join(MODES)}")
+    segment = mode == "segment"
+    return (not segment) | (frames >= steps), (not segment) | (frames < steps)
+
+
+# ---- reference: plain Python, mirroring the equations ----
+
+
+def reference_align(matrix: np.ndarray, mode: str = "global") -> Alignment:
+    """The slow twin of ``align_many`` for one affinity matrix, for tests and benchmarks."""
+    matrix = check_rows(matrix, "affinity matrix")
+    a = matrix.tolist()
+    left, up = _moves(mode, len(a), len(a[0]))
+    path, score = [], -math.inf
+    lam, open_ends = 0.0, False  # round 0: the closed path of largest sum
+    while True:  # subsequence: Dinkelbach's rounds, lambda = the mean of the last path, while the mean rises
+        trial = _reference_path(a, lam, left, up, open_ends)
+        mean = _reference_mean(a, trial)
+        if mean <= score:
+            break
+        path, score = trial, mean
+        if mode != "subsequence":
+            break
+        lam, open_ends = mean, True
+    return Alignment(score, np.array(path, dtype=np.int64), matrix)
+
+
+def _reference_path(a: list[list[float]], lam: float, left: bool, up: bool, open_ends: bool) -> list[tuple[int, int]]:
+    """The path of largest sum of (a - lam): D[k][t] = (a[k][t] - lam) + max(0 where a path may start, predecessors)."""
+    steps, frames = len(a), len(a[0])
+    moves = [(0, 1)] * left + [(1, 0)] * up + [(1, 1)]  # predecessor offsets, in tie-break order
+    total = [[-math.inf] * frames for _ in range(steps)]  # -inf: no path reaches this cell
+    came: dict[tuple[int, int], tuple[int, int] | None] = {}  # None: the path starts here
+    for k in range(steps):
+        for t in range(frames):
+            best = 0.0 if k == 0 and (t == 0 or open_ends) else -math.inf
+            origin = None
+            for dk, dt in moves:
+                if k >= dk and t >= dt and total[k - dk][t - dt] > best:
+                    best, origin = total[k - dk][t - dt], (k - dk, t - dt)
+            total[k][t] = (a[k][t] - lam) + best
+            came[k, t] = origin
+    last = steps - 1
+    end = max(range(frames), key=lambda t: (total[last][t], t)) if open_ends else frames - 1
+    path = [(last, end)]
+    while (origin := came[path[-1]]) is not None:
+        path.append(origin)
+    return path[::-1]
+
+
+def _reference_mean(a: list[list[float]], path: list[tuple[int, int]]) -> float:
+    return sum(a[k][t] for k, t in path) / len(path)
+
+
+# ---- fast: the same algorithm compiled by numba on first call ----
+# The helpers are inlined into the one kernel: compiled one by one, they took 5 s instead of 2.
+
+_START, _LEFT, _UP, _DIAG = 0, 1, 2, 3  # where a cell's best path comes from, in tie-break order
+
+
+@numba.njit(inline="always")
+def _fill(a, lam, left, up, open_start, total):
+    """Forward pass: the largest sum of (a - lam) over paths into each cell; -inf where no path goes.
+
+    Values only, by max(): they do not depend on how ties are broken, only the
+    path does (``_origin``). Branch-free max() runs twice as fast as tracking
+    the argmax here.
+    """
+    steps, frames = a.shape
+    for k in range(steps):
+        for t in range(frames):
+            best = 0.0 if k == 0 and (t == 0 or open_start) else -np.inf  # starting a path here
+            if left and t > 0:
+                best = max(best, total[k, t - 1])
+            if up and k > 0:
+                best = max(best, total[k - 1, t])
+            if k > 0 and t > 0:
+                best = max(best, total[k - 1, t - 1])
+            total[k, t] = (a[k, t] - lam) + best
+
+
+@numba.njit(inline="always")
+def _origin(total, k, t, left, up, open_start):
+    """Where the best path into (k, t) comes from: the first maximum in tie-break order."""
+    best = 0.0 if k == 0 and (t == 0 or open_start) else -np.inf
+    origin = _START
+    if left and t > 0 and total[k, t - 1] > best:
+        best, origin = total[k, t - 1], _LEFT
+    if up and k > 0 and total[k - 1, t] > best:
+        best, origin = total[k - 1, t], _UP
+    if k > 0 and t > 0 and total[k - 1, t - 1] > best:
+        origin = _DIAG
+    return origin
+
+
+@numba.njit(inline="always")
+def _best_path(a, lam, left, up, open_ends, total, out):
+    """Write the path of largest sum of (a - lam) into ``out``, first cell first; return its length."""
+    _fill(a, lam, left, up, open_ends, total)
+    k, t = a.shape[0] - 1, a.shape[1] - 1
+    if open_ends:
+        for frame in range(t - 1, -1, -1):
+            if total[k, frame] > total[k, t]:
+                t = frame
+    n = 0
+    while True:
+        out[n, 0], out[n, 1] = k, t
+        n += 1
+        origin = _origin(total, k, t, left, up, open_ends)
+        if origin == _START:
+            break
+        if origin != _UP:
+            t -= 1
+        if origin != _LEFT:
+            k -= 1
+    for i in range(n // 2):
+        for j in range(2):
+            out[i, j], out[n - 1 - i, j] = out[n - 1 - i, j], out[i, j]
+    return n
+
+
+@numba.njit(inline="always")
+def _path_mean(a, path, n):
+    total = 0.0
+    for i in range(n):
+        total += a[path[i, 0], path[i, 1]]
+    return total / n
+
+
+@numba.njit(inline="always")
+def _align_one(a, left, up, subsequence, total, out, trial):
+    """Score and path (written into ``out``) of one matrix: the rounds of ``reference_align``."""
+    n, score = 0, -np.inf
+    lam, open_ends = 0.0, False  # a variable, not a literal: numba would compile a copy per literal
+    while True:
+        m = _best_path(a, lam, left, up, open_ends, total, trial)
+        mean = _path_mean(a, trial, m)
+        if mean <= score:
+            break
+        for i in range(m):  # a loop: numba compiles slice assignment for seconds
+            out[i, 0], out[i, 1] = trial[i, 0], trial[i, 1]
+        n, score = m, mean
+        if not subsequence:
+            break
+        lam, open_ends = mean, True
+    return score, n
+
+
+@numba.njit(nogil=True, cache=False)  # no cache files: the package folder may be read-only or shared by workers
+def _align_batch(flat, starts, steps, frames, left, up, subsequence, scores, lengths, path_starts, paths, total, trial):
+    """Matrix i is flat[starts[i]:starts[i+1]] (steps[i] x frames[i]); its path goes to paths[path_starts[i]:].
+
+    ``total`` and ``trial`` are scratch for the largest matrix (allocated by the caller:
+    array expressions in here would add seconds of compile time).
+    """
+    for i in range(len(steps)):
+        shape = (steps[i], frames[i])
+        cells = steps[i] * frames[i]
+        scores[i], lengths[i] = _align_one(
+            flat[starts[i] : starts[i + 1]].reshape(shape),
+            left[i],
+            up[i],
+            subsequence,
+            total[:cells].reshape(shape),
+            paths[path_starts[i] : path_starts[i + 1]],
+            trial,
+        )
