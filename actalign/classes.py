@@ -34,6 +34,10 @@ class ClassSpec:
     domain: str | None
     steps: tuple[str, ...] | None
 
+    def domain_or(self, fallback: str | None) -> str | None:
+        """The class's own domain, else the video's (a manifest row may name the sport)."""
+        return self.domain or fallback
+
 
 def slugify(text: str) -> str:
     """A stable lowercase id from a free-text name ("Axe kick" -> "axe-kick")."""

@@ -6,10 +6,12 @@ Validated before any work starts; stored in full in the ``runs`` table.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from actalign.frames import DEFAULT_FPS
+from actalign.llm import LLMSettings
 from actalign.models import DEFAULT_MODEL
 from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES
 
@@ -32,7 +34,8 @@ class RunConfig(BaseModel):
     fps: float = Field(DEFAULT_FPS, gt=0, le=60, description="frames sampled per second of video")
     smoothing: int = Field(0, ge=0, description="moving-average width over frames for actalign (0/1: none)")
     scorers: tuple[str, ...] = Field(DEFAULT_SCORERS, min_length=1, description="scorers to run")
-    provider: str = Field("file", description="where scripts come from")
+    provider: Literal["file", "openai"] = Field("file", description="where scripts come from: file (hand-written) or openai (an LLM)")
+    llm: LLMSettings = Field(default_factory=LLMSettings, description="the LLM provider's settings (provider openai)")
     step_template: str = Field("{step} in {domain}", description="text encoded for a step (domain known)")
     name_template: str = Field("{action}", description="text encoded for a class name (mean-pool baseline)")
     shard_size: int = Field(DEFAULT_SHARD_SIZE, ge=1, description="videos per task")

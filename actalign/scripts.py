@@ -1,20 +1,23 @@
 """Script providers: where each class's ordered sub-action steps come from.
 
-A provider turns classes into scripts. This version ships the ``file``
-provider (steps written by hand in the classes file); an LLM provider is a
-new class with the same two members, registered in ``PROVIDERS``.
+A provider turns classes into scripts. ``file``: steps written by hand in the
+classes file. ``openai``: steps written by an LLM (``actalign.llm``); a class
+that has hand-written steps keeps them, only the others go to the LLM.
 Everything a provider's output depends on goes into ``config()``, which
-feeds the script stage key: change it and the scripts are recomputed.
+feeds the script stage key: change it and the scripts are recomputed. An LLM
+script also carries its own content key (``Script.key``: model, endpoint,
+prompt template hash, temperature, seed, domain, action, candidate set).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from actalign.classes import ClassSpec
 from actalign.errors import InputError
+from actalign.llm.results import GeneratedScript  # a plain dataclass: does not import the openai client
 
 MAX_STEPS = 32  # far above the paper's 4-10; a longer script is almost surely a parsing accident
 
@@ -26,6 +29,8 @@ class Script:
     class_id: str
     steps: tuple[str, ...]
     provider: str
+    key: str | None = None  # the provider's content key of this script (LLM scripts); None for hand-written steps
+    generated: GeneratedScript | None = None  # LLM details: model, template, raw answer, token usage
 
 
 class ScriptProvider(Protocol):
@@ -36,7 +41,12 @@ class ScriptProvider(Protocol):
         ...
 
     def scripts(self, classes: Sequence[ClassSpec]) -> dict[str, Script]:
-        """One script per class id; raise InputError for a class it cannot script."""
+        """One script per class id; raise InputError for a class it cannot script (an LLM provider raises
+        ``actalign.llm.ScriptGenerationError``, an ItemError, when a request fails)."""
+        ...
+
+    def check_credentials(self) -> None:
+        """Raise InputError before any work when the provider cannot be used (e.g. no API key)."""
         ...
 
 
@@ -51,6 +61,9 @@ class FileScriptProvider:
     def scripts(self, classes: Sequence[ClassSpec]) -> dict[str, Script]:
         return {spec.class_id: Script(spec.class_id, validate_steps(spec), self.name) for spec in classes}
 
+    def check_credentials(self) -> None:
+        """Hand-written steps need none."""
+
 
 def validate_steps(spec: ClassSpec) -> tuple[str, ...]:
     """A script needs 1..MAX_STEPS distinct non-empty steps; say which class and what to do otherwise."""
@@ -63,11 +76,21 @@ def validate_steps(spec: ClassSpec) -> tuple[str, ...]:
     return spec.steps
 
 
-PROVIDERS: dict[str, type] = {FileScriptProvider.name: FileScriptProvider}
+def _openai_provider(settings: Any = None) -> ScriptProvider:
+    from actalign.llm.openai_provider import OpenAIScriptProvider  # imported on use: the openai client is heavy
+
+    return OpenAIScriptProvider(settings)
 
 
-def make_provider(name: str) -> ScriptProvider:
-    """Build a registered provider by name."""
+# name -> factory taking the provider's settings (None: defaults); the file provider has none.
+PROVIDERS: dict[str, Callable[..., ScriptProvider]] = {
+    FileScriptProvider.name: lambda settings=None: FileScriptProvider(),
+    "openai": _openai_provider,
+}
+
+
+def make_provider(name: str, settings: Any = None) -> ScriptProvider:
+    """Build a registered provider by name; ``settings`` is an ``actalign.llm.LLMSettings`` for ``openai``."""
     if name not in PROVIDERS:
         raise InputError(f"unknown script provider {name!r}; choose one of {', '.join(PROVIDERS)}")
-    return PROVIDERS[name]()
+    return PROVIDERS[name](settings)

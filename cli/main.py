@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, RunConfig
 from actalign.errors import InputError
 from actalign.frames import DEFAULT_FPS
+from actalign.llm import LLMSettings
 from actalign.models import DEFAULT_MODEL, REGISTRY
 from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES
 from cli.display import console, print_error, print_result, print_untrained_banner
@@ -20,13 +21,22 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pret
 
 MODEL_HELP = "Model: " + ", ".join(f"{name} ({spec.source})" for name, spec in REGISTRY.items()) + "; or any Hugging Face id or local folder."
 WorkdirOption = Annotated[Path, typer.Option("--workdir", help="Folder holding stores, runs and actalign.duckdb.")]
+VideosOption = Annotated[Path, typer.Option("--videos", help="A folder of videos, or a CSV/JSONL/Parquet manifest.")]
+ClassesOption = Annotated[Path, typer.Option("--classes", help="YAML/JSON file of candidate classes (with their ordered steps, or without for the LLM).")]
+ProviderOption = Annotated[str, typer.Option("--provider", help="Where scripts come from: file (steps in the classes file) or openai (an LLM writes the steps of classes that have none).")]
+LLMModelOption = Annotated[str, typer.Option("--llm-model", help="LLM model, a dated snapshot (or an Azure deployment).")]
+LLMBaseOption = Annotated[Optional[str], typer.Option("--llm-base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (Ollama); default: the OpenAI API. The key comes from OPENAI_API_KEY.")]
+PromptOption = Annotated[str, typer.Option("--prompt", help="Prompt template: context-rich, short-fixed, or a path to a template .yaml.")]
+TemperatureOption = Annotated[float, typer.Option("--temperature", help="LLM sampling temperature.")]
+GranularityOption = Annotated[str, typer.Option("--granularity", help="question: one LLM request per video's candidate set (contrastive); class: one per class (best reuse).")]
+LLM_DEFAULTS = LLMSettings()
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's task logs.")]
 
 
 @app.command()
 def run(
-    videos: Annotated[Path, typer.Option("--videos", help="A folder of videos, or a CSV/JSONL/Parquet manifest.")],
-    classes: Annotated[Path, typer.Option("--classes", help="YAML/JSON file of candidate classes with their ordered steps.")],
+    videos: VideosOption,
+    classes: ClassesOption,
     model: Annotated[str, typer.Option("--model", help=MODEL_HELP)] = DEFAULT_MODEL,
     workdir: WorkdirOption = DEFAULT_WORKDIR,
     scorer: Annotated[Optional[list[str]], typer.Option("--scorer", help=f"Scorer to run, one of {', '.join(SCORER_NAMES)}; repeat for several. Default: {' and '.join(DEFAULT_SCORERS)}.")] = None,
@@ -39,13 +49,20 @@ def run(
     workers: Annotated[int, typer.Option("--workers", help="Tasks running at once.")] = 2,
     step_template: Annotated[str, typer.Option("--step-template", help="Text encoded for each step.")] = "{step} in {domain}",
     name_template: Annotated[str, typer.Option("--name-template", help="Text encoded for a class name (mean-pool).")] = "{action}",
+    provider: ProviderOption = "file",
+    llm_model: LLMModelOption = LLM_DEFAULTS.model,
+    llm_base_url: LLMBaseOption = None,
+    prompt: PromptOption = LLM_DEFAULTS.prompt,
+    temperature: TemperatureOption = LLM_DEFAULTS.temperature,
+    granularity: GranularityOption = LLM_DEFAULTS.granularity,
     verbose: VerboseOption = False,
 ) -> None:
     """Classify your videos: decode, embed, align every candidate's script, print predictions and accuracy."""
     settings = dict(
         videos=videos, classes=classes, model=model, workdir=workdir, fps=fps, smoothing=smoothing, device=device,
         batch_size=batch_size, bf16=bf16, shard_size=shard_size, workers=workers,
-        step_template=step_template, name_template=name_template,
+        step_template=step_template, name_template=name_template, provider=provider,
+        llm=dict(model=llm_model, base_url=llm_base_url, prompt=prompt, temperature=temperature, granularity=granularity),
     )
     if scorer:
         settings["scorers"] = tuple(scorer)
@@ -87,6 +104,41 @@ def explain(
         raise typer.Exit(2) from exc
     for path in paths:
         console.print(str(path), highlight=False)
+
+
+@app.command()
+def scripts(
+    videos: VideosOption,
+    classes: ClassesOption,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count the LLM requests, tokens and cost a run would spend; send nothing.")] = False,
+    workdir: WorkdirOption = DEFAULT_WORKDIR,
+    llm_model: LLMModelOption = LLM_DEFAULTS.model,
+    llm_base_url: LLMBaseOption = None,
+    prompt: PromptOption = LLM_DEFAULTS.prompt,
+    temperature: TemperatureOption = LLM_DEFAULTS.temperature,
+    granularity: GranularityOption = LLM_DEFAULTS.granularity,
+) -> None:
+    """Plan the LLM script requests of a run: how many, how many tokens, what they would cost (scripts already stored are free)."""
+    from actalign.classes import load_classes
+    from actalign.llm import plan_requests
+    from actalign.manifest import load_manifest
+    from storage.workdir import Workdir
+    from tasks.scripts import llm_groups
+
+    if not dry_run:
+        print_error("only --dry-run is available here; `actalign run --provider openai` generates the scripts it needs")
+        raise typer.Exit(2)
+    llm = dict(model=llm_model, base_url=llm_base_url, prompt=prompt, temperature=temperature, granularity=granularity)
+    config = _config(dict(videos=videos, classes=classes, workdir=workdir, provider="openai", llm=llm))
+    try:
+        class_specs = load_classes(config.classes)
+        groups = llm_groups(class_specs, load_manifest(config.videos, class_specs), config)
+        store = Workdir.open(config.workdir)
+        plan = plan_requests(config.llm, groups, have_key=lambda key: store.script_path(key).exists())
+    except InputError as exc:
+        print_error(str(exc))
+        raise typer.Exit(2) from exc
+    console.print(plan.describe(), highlight=False)
 
 
 @app.command()
@@ -141,9 +193,12 @@ def _run(config: RunConfig, verbose: bool) -> int:
         print_error(f"the run crashed: {type(exc).__name__}: {exc}. It is recorded as 'failed' in the runs view of {config.workdir}.")
         return 1
     workdir = Workdir.open(summary.workdir)
-    reused = f"; {summary.reused_videos} reused from the store (no decoding)" if summary.reused_videos else ""
     console.print(
-        f"run {summary.run_id}: {summary.state}. Decoded {summary.decoded_frames} and encoded {summary.encoded_frames} frames{reused}."
+        f"run {summary.run_id}: {summary.state}.\n"
+        f"  videos: decoded {summary.decoded_frames} and encoded {summary.encoded_frames} frames; {summary.reused_videos} videos reused from the store\n"
+        f"  scripts: {summary.scripts_generated} written ({summary.llm_requests} LLM answers), {summary.scripts_reused} reused; "
+        f"encoded {summary.encoded_texts} texts",
+        highlight=False,
     )
     print_result(tables.predictions(workdir, summary.run_id), title="Predictions (* = correct)")
     print_result(tables.accuracy(workdir, summary.run_id), title="Accuracy over labelled videos")

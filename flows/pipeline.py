@@ -1,7 +1,7 @@
 """The pipeline flow: manifest and classes in, scores, status rows, views and a report out.
 
-    plan -> encode-texts ----------------------+
-         -> acquire-shard (one per shard) -----+-> score-shard (one per shard) -> report
+    plan -> write-scripts -> encode-texts --------+
+         -> acquire-shard (one per shard) --------+-> score-shard (one per shard) -> report
 
 The store is the truth: every stage skips what its key says is already done.
 """
@@ -26,7 +26,8 @@ from tasks.plan import Inputs, encoder_for, load_inputs, new_run_id, shards
 from tasks.report import write_report_task
 from tasks.score import STAGE as SCORE_STAGE
 from tasks.score import score_shard
-from tasks.texts import encode_texts_task
+from tasks.scripts import ScriptAssignment, assign_scripts, write_scripts_task
+from tasks.texts import TextsResult, encode_texts_task
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class RunSummary:
     decoded_frames: int
     encoded_frames: int
     reused_videos: int
+    scripts_generated: int
+    scripts_reused: int
+    llm_requests: int
     encoded_texts: int
 
 
@@ -74,11 +78,13 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
 
 def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: Inputs) -> RunSummary:
     run_id, encoder = record.run_id, encoder_for(config)
-    texts_future = encode_texts_task.submit(workdir, run_id, inputs.classes, inputs.scripts, config)
+    assignment = assign_scripts(inputs.classes, inputs.videos, config)
+    scripts_future = write_scripts_task.submit(workdir, run_id, assignment, config)
+    texts_future = encode_texts_task.submit(workdir, run_id, assignment.classes, scripts_future, config)
     video_shards = {f"{i:05d}": shard for i, shard in enumerate(shards(inputs.videos, config.shard_size))}
     acquired = {name: acquire_shard.submit(workdir, run_id, name, shard, config) for name, shard in video_shards.items()}
     wait_with_progress({future: len(video_shards[name]) for name, future in acquired.items()}, "acquire (decode + encode)")
-    texts = texts_future.result()
+    scripts, texts = scripts_future.result(), texts_future.result()
 
     results: dict[str, AcquireResult] = {}
     for name, future in acquired.items():
@@ -89,9 +95,12 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         results[name] = outcome
 
     calibration = Calibration(encoder.logit_scale, encoder.logit_bias)
+    embed_keys = candidate_embed_keys(assignment, texts)
     scored = {
-        name: score_shard.submit(workdir, run_id, name, video_shards[name], results[name].frames_keys, texts.embed_keys, calibration, config)
-        for name in video_shards
+        name: score_shard.submit(
+            workdir, run_id, name, shard, results[name].frames_keys, {v.video_id: embed_keys[v.video_id] for v in shard}, calibration, config
+        )
+        for name, shard in video_shards.items()
     }
     wait_with_progress({future: len(video_shards[name]) for name, future in scored.items()}, "score")
     score_failures = 0
@@ -103,7 +112,7 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
             outcome = len(acquired_ids)
         score_failures += outcome
 
-    n_failed = sum(r.failed for r in results.values()) + score_failures + texts.failed
+    n_failed = sum(r.failed for r in results.values()) + score_failures + len(scripts.failed_keys) + texts.failed
     record.state = "completed" if n_failed == 0 else "completed_with_failures"
     record.finished_at, record.n_failed = now(), n_failed
     record.stage_keys = {
@@ -114,8 +123,8 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
             "logit_scale": encoder.logit_scale,
             "logit_bias": encoder.logit_bias,
         },
-        "scripts": texts.script_keys,
-        "step_embeddings": texts.embed_keys,
+        "scripts": sorted(assignment.classes),
+        "step_embeddings": sorted(texts.embed_keys.values()),
     }
     write_run(workdir, record)
     refresh_views(workdir)
@@ -131,8 +140,19 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         decoded_frames=sum(r.decoded_frames for r in results.values()),
         encoded_frames=sum(r.encoded_frames for r in results.values()),
         reused_videos=sum(r.reused for r in results.values()),
+        scripts_generated=scripts.generated,
+        scripts_reused=scripts.reused,
+        llm_requests=scripts.llm_requests,
         encoded_texts=texts.encoded_texts,
     )
+
+
+def candidate_embed_keys(assignment: ScriptAssignment, texts: TextsResult) -> dict[str, dict[str, str]]:
+    """video_id -> candidate -> the embedding key of its script (absent when the script failed)."""
+    return {
+        video_id: {c: texts.embed_keys[key] for c, key in by_class.items() if key in texts.embed_keys}
+        for video_id, by_class in assignment.keys.items()
+    }
 
 
 def run_pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:

@@ -96,3 +96,8 @@ def read_step_texts(path: Path) -> list[str]:
     """The encoded step texts (after context augmentation), in step order."""
     table = read(path).sort_by("step_idx")
     return [text for text, kind in zip(table.column("text").to_pylist(), table.column("kind").to_pylist()) if kind == "step"]
+
+
+def read_script_steps(path: Path) -> list[str]:
+    """A stored script's steps, in order."""
+    return read(path).sort_by("step_idx").column("text").to_pylist()

@@ -34,9 +34,9 @@ class StatusRow:
     recorded_at: datetime = field(default_factory=now)
 
     @classmethod
-    def failed(cls, stage: str, item: str, exc: BaseException, seconds: float = 0.0) -> StatusRow:
+    def failed(cls, stage: str, item: str, exc: BaseException, seconds: float = 0.0, key: str | None = None) -> StatusRow:
         """A failed row keeping the real error class and message."""
-        return cls(stage, item, "failed", error_class=type(exc).__name__, message=str(exc), seconds=seconds)
+        return cls(stage, item, "failed", key=key, error_class=type(exc).__name__, message=str(exc), seconds=seconds)
 
 
 def write_status(workdir: Workdir, run_id: str, stage: str, shard: str, rows: Sequence[StatusRow]) -> None:

@@ -26,6 +26,31 @@ SCRIPTS = pa.schema(
         ("text", pa.string()),
         ("provider", pa.string()),
         ("script_key", pa.string()),
+        ("model", pa.string()),  # LLM scripts: the model asked, the template and its hash, the request
+        ("template", pa.string()),
+        ("template_hash", pa.string()),
+        ("request_key", pa.string()),
+    ]
+)
+
+# One row per LLM request a run made (or found stored): the raw answer is kept, failed or not.
+LLM_REQUESTS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("request_key", pa.string()),
+        ("domain", pa.string()),
+        ("actions", pa.list_(pa.string())),
+        ("state", pa.string()),  # ok | failed
+        ("model", pa.string()),
+        ("response_model", pa.string()),
+        ("template", pa.string()),
+        ("response_format", pa.string()),
+        ("requests", pa.int32()),  # HTTP answers received, follow-ups included
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("raw_response", pa.string()),
+        ("error_class", pa.string()),
+        ("message", pa.string()),
     ]
 )
 
@@ -63,6 +88,8 @@ SCORES = pa.schema(
         ("scorer", pa.string()),
         ("score", pa.float64()),
         ("path_len", pa.int32()),
+        ("frames_key", pa.string()),  # the stored inputs this score was computed from
+        ("embed_key", pa.string()),
     ]
 )
 

@@ -1,8 +1,8 @@
 """Alignment pictures of one video: for each candidate, the step x frame affinities and the path.
 
-Everything is read back from the store and the run record (frames key from the
-acquire status row, embedding keys and the checkpoint's calibration from the
-run's stage keys), so a picture shows exactly what the run scored.
+Everything is read back from what the run scored: the frames and embedding
+keys of its score rows, the checkpoint's calibration and the smoothing from
+its run record.
 """
 
 from __future__ import annotations
@@ -24,32 +24,36 @@ from storage.workdir import Workdir
 class VideoInRun:
     run_id: str
     video_id: str
-    candidates: list[str]
     label: str | None
     frames_key: str
+    embed_keys: dict[str, str]  # candidate -> embedding key, in the video's candidate order
     run_keys: dict
     config: dict
     trained: bool
     model: str
 
 
-def find_video(workdir: Workdir, video_id: str, run_id: str | None) -> VideoInRun:
-    """The video in the given run, or in the latest run that scored it."""
+def find_video(workdir: Workdir, video_id: str, run_id: str | None, scorer: str) -> VideoInRun:
+    """The video as scored by ``scorer`` in the given run, or in the latest run that scored it."""
     rows = run_sql(
         workdir,
-        """SELECT v.run_id, v.candidates, v.label, s.key, r.stage_keys, r.config, r.model_trained, r.model
-           FROM videos v
-           JOIN status s ON s.run_id = v.run_id AND s.item = v.video_id AND s.stage = 'acquire' AND s.state <> 'failed'
-           JOIN runs r ON r.run_id = v.run_id
-           WHERE v.video_id = $1 AND ($2 IS NULL OR v.run_id = $2)
-           ORDER BY r.started_at DESC LIMIT 1""",
-        [video_id, run_id],
+        """SELECT s.run_id, any_value(v.label), any_value(s.frames_key), any_value(v.candidates),
+                  map_from_entries(list({'k': s.candidate, 'v': s.embed_key})), any_value(r.stage_keys),
+                  any_value(r.config), any_value(r.model_trained), any_value(r.model)
+           FROM scores s JOIN videos v USING (run_id, video_id) JOIN runs r USING (run_id)
+           WHERE s.video_id = $1 AND s.scorer = $3 AND ($2 IS NULL OR s.run_id = $2)
+           GROUP BY s.run_id ORDER BY any_value(r.started_at) DESC LIMIT 1""",
+        [video_id, run_id, scorer],
     ).rows
     if not rows:
         where = f"run {run_id}" if run_id else "any run"
-        raise InputError(f"video {video_id!r} has no stored frames in {where} of {workdir.root}; check the id with: actalign sql \"SELECT run_id, video_id FROM videos\"")
-    run, candidates, label, key, stage_keys, config, trained, model = rows[0]
-    return VideoInRun(run, video_id, list(candidates), label, key, json.loads(stage_keys), json.loads(config), trained, model)
+        raise InputError(
+            f"video {video_id!r} has no {scorer} scores in {where} of {workdir.root}; "
+            "check the id with: actalign sql \"SELECT run_id, video_id, scorer FROM predictions\""
+        )
+    run, label, frames_key, candidates, keys, stage_keys, config, trained, model = rows[0]
+    ordered = {c: keys[c] for c in candidates if c in keys}
+    return VideoInRun(run, video_id, label, frames_key, ordered, json.loads(stage_keys), json.loads(config), trained, model)
 
 
 def predicted_class(workdir: Workdir, video: VideoInRun, scorer: str) -> str | None:
@@ -65,7 +69,7 @@ def explain_video(workdir: Workdir, video_id: str, run_id: str | None = None, sc
     """Write one PNG per candidate; returns their paths."""
     if scorer not in ALIGNMENT_MODES:
         raise InputError(f"scorer {scorer!r} has no alignment to draw; choose one of {', '.join(ALIGNMENT_MODES)}")
-    video = find_video(workdir, video_id, run_id)
+    video = find_video(workdir, video_id, run_id, scorer)
     model = video.run_keys.get("model", {})
     if "logit_scale" not in model:
         raise InputError(f"run {video.run_id} was recorded without the checkpoint's calibration (an older actalign); run it again to draw it")
@@ -76,10 +80,7 @@ def explain_video(workdir: Workdir, video_id: str, run_id: str | None = None, sc
     out_dir = out_dir or workdir.run_dir(video.run_id) / "explain" / video_id
     untrained = "" if video.trained else " (UNTRAINED: meaningless)"
     written = []
-    for candidate in video.candidates:
-        embed_key = video.run_keys["step_embeddings"].get(candidate)
-        if embed_key is None:
-            continue  # the class failed in the text stage; the status table says why
+    for candidate, embed_key in video.embed_keys.items():
         texts_path = workdir.step_embeddings_path(embed_key)
         steps, _ = read_text_embeddings(texts_path)
         result = align(

@@ -10,23 +10,29 @@ from actalign.config import RunConfig
 from actalign.errors import InputError
 from actalign.manifest import VideoSpec, load_manifest
 from actalign.models import Encoder, load_encoder
-from actalign.scripts import Script, make_provider
+from actalign.scripts import make_provider, validate_steps
 from storage.records import now
 
 
 @dataclass(frozen=True)
 class Inputs:
     classes: list[ClassSpec]
-    scripts: dict[str, Script]
     videos: list[VideoSpec]
 
 
 def load_inputs(config: RunConfig) -> Inputs:
-    """Parse classes, scripts and the manifest; every problem is an InputError naming the input."""
+    """Parse classes and the manifest, check hand-written steps and LLM credentials.
+
+    Every problem is an InputError naming the input. With the ``file`` provider
+    every class needs steps; with ``openai`` classes without steps go to the LLM.
+    """
     classes = load_classes(config.classes)
-    scripts = make_provider(config.provider).scripts(classes)
+    for spec in classes:
+        if spec.steps is not None or config.provider == "file":
+            validate_steps(spec)
+    make_provider(config.provider, config.llm).check_credentials()
     videos = load_manifest(config.videos, classes)
-    return Inputs(classes=classes, scripts=scripts, videos=videos)
+    return Inputs(classes=classes, videos=videos)
 
 
 def encoder_for(config: RunConfig) -> Encoder:

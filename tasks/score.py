@@ -30,28 +30,40 @@ def score_videos(
     shard: str,
     videos: list[VideoSpec],
     frames_keys: dict[str, str],
-    embed_keys: dict[str, str],
+    embed_keys: dict[str, dict[str, str]],
     calibration: Calibration,
     config: RunConfig,
 ) -> int:
-    """Score the shard's acquired videos; returns how many videos failed here."""
+    """Score the shard's acquired videos; ``embed_keys``: video -> candidate -> embedding key of its script.
+    Returns how many videos failed here."""
     scorers = [make_scorer(name, smoothing=config.smoothing) for name in config.scorers]
-    texts: dict[str, ClassTexts] = {}
+    texts: dict[str, ClassTexts] = {}  # by embedding key: read each stored file once per shard
     records, rows, failed = [], [], 0
     for video in (v for v in videos if v.video_id in frames_keys):
         started = time.perf_counter()
         try:
-            missing = [c for c in video.candidates if c not in embed_keys]
+            keys = embed_keys.get(video.video_id, {})
+            missing = [c for c in video.candidates if c not in keys]
             if missing:
-                raise MissingScriptError(f"video {video.video_id!r}: no embedded script for candidate(s) {missing}; see the step_embeddings status rows")
-            frames = read_frame_embeddings(workdir.frames_path(frames_keys[video.video_id]))
+                raise MissingScriptError(f"video {video.video_id!r}: no embedded script for candidate(s) {missing}; see the scripts and step_embeddings status rows")
+            frames_key = frames_keys[video.video_id]
+            frames = read_frame_embeddings(workdir.frames_path(frames_key))
             for candidate in video.candidates:
-                if candidate not in texts:
-                    steps, name = read_text_embeddings(workdir.step_embeddings_path(embed_keys[candidate]))
-                    texts[candidate] = ClassTexts(candidate, steps, name)
-            candidates = [texts[c] for c in video.candidates]
+                if keys[candidate] not in texts:
+                    steps, name = read_text_embeddings(workdir.step_embeddings_path(keys[candidate]))
+                    texts[keys[candidate]] = ClassTexts(candidate, steps, name)
+            candidates = [texts[keys[c]] for c in video.candidates]
             video_records = [
-                {"run_id": run_id, "video_id": video.video_id, "candidate": c.class_id, "scorer": scorer.name, "score": s.score, "path_len": s.path_len}
+                {
+                    "run_id": run_id,
+                    "video_id": video.video_id,
+                    "candidate": c.class_id,
+                    "scorer": scorer.name,
+                    "score": s.score,
+                    "path_len": s.path_len,
+                    "frames_key": frames_key,
+                    "embed_key": keys[c.class_id],
+                }
                 for scorer in scorers
                 for c, s in zip(candidates, scorer.score_many(frames, candidates, calibration))
             ]
@@ -72,7 +84,7 @@ def score_shard(
     shard: str,
     videos: list[VideoSpec],
     frames_keys: dict[str, str],
-    embed_keys: dict[str, str],
+    embed_keys: dict[str, dict[str, str]],
     calibration: Calibration,
     config: RunConfig,
 ) -> int:

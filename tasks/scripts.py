@@ -1,0 +1,200 @@
+"""Scripts stage: give every (video, candidate) a script key, and store each script not yet stored.
+
+Hand-written steps (the classes file) are stored at once. The other classes go
+to the LLM provider: one request per question (a video's step-less candidates,
+so the model contrasts them) or one per class, as ``LLMSettings.granularity``
+says. A request whose scripts are all stored is not sent again, so editing a
+prompt template regenerates exactly the scripts whose key changed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from actalign.classes import ClassSpec
+from actalign.config import RunConfig
+from actalign.keys import stage_key
+from actalign.llm import ScriptGenerationError, ScriptRequest
+from actalign.manifest import VideoSpec
+from actalign.scripts import make_provider
+from storage import schemas
+from storage.parquet import write_atomic
+from storage.records import StatusRow, write_status
+from storage.workdir import Workdir
+
+STAGE, VERSION = "scripts", 2
+
+
+@dataclass(frozen=True)
+class ScriptAssignment:
+    """Which script each (video, candidate) uses, and where each script comes from."""
+
+    keys: dict[str, dict[str, str]]  # video_id -> class_id -> script key
+    classes: dict[str, ClassSpec]  # script key -> its class
+    requests: list[ScriptRequest]  # LLM requests covering every key without hand-written steps
+
+
+@dataclass
+class ScriptsResult:
+    failed_keys: set[str] = field(default_factory=set)  # script keys left without a script
+    llm_requests: int = 0  # HTTP answers received from the LLM, follow-ups included
+    generated: int = 0
+    reused: int = 0
+
+
+def hand_written_key(spec: ClassSpec) -> str:
+    return stage_key(STAGE, VERSION, {"class": asdict(spec), "provider": "file"})
+
+
+def assign_scripts(classes: list[ClassSpec], videos: list[VideoSpec], config: RunConfig) -> ScriptAssignment:
+    """Script keys for every candidate of every video; pure, no request is sent."""
+    by_id = {spec.class_id: spec for spec in classes}
+    provider = make_provider("openai", config.llm) if config.provider == "openai" else None
+    keys: dict[str, dict[str, str]] = {}
+    owners: dict[str, ClassSpec] = {}
+    requests: dict[str, ScriptRequest] = {}
+    for video in videos:
+        specs = [by_id[c] for c in video.candidates]
+        keys[video.video_id] = {}
+        for spec in (s for s in specs if s.steps):
+            keys[video.video_id][spec.class_id] = hand_written_key(spec)
+            owners[hand_written_key(spec)] = spec
+        to_write = [s for s in specs if not s.steps]
+        if provider is None or not to_write:
+            continue
+        for request in provider.requests_for(_groups(video, to_write, config)):
+            requests.setdefault(request.key, request)
+            for spec in to_write:
+                if spec.action in request.actions and spec.domain_or(video.domain) == request.domain:
+                    keys[video.video_id][spec.class_id] = request.key_of(spec.action)
+                    owners[request.key_of(spec.action)] = spec
+    return ScriptAssignment(keys=keys, classes=owners, requests=list(requests.values()))
+
+
+def llm_groups(classes: list[ClassSpec], videos: list[VideoSpec], config: RunConfig) -> list[tuple[str | None, list[str]]]:
+    """(domain, actions) of every LLM request the run needs, before deduplication (for the dry run)."""
+    by_id = {spec.class_id: spec for spec in classes}
+    groups = []
+    for video in videos:
+        to_write = [by_id[c] for c in video.candidates if not by_id[c].steps]
+        if to_write:
+            groups += _groups(video, to_write, config)
+    return groups
+
+
+def _groups(video: VideoSpec, specs: list[ClassSpec], config: RunConfig) -> list[tuple[str | None, list[str]]]:
+    """(domain, actions) per request: the whole question, or each class on its own."""
+    if config.llm.granularity == "question":
+        domains = {spec.domain_or(video.domain) for spec in specs}
+        if len(domains) == 1:
+            return [(domains.pop(), [spec.action for spec in specs])]
+    return [(spec.domain_or(video.domain), [spec.action]) for spec in specs]
+
+
+def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment, config: RunConfig) -> ScriptsResult:
+    """Store every script the assignment needs; a failed LLM request fails only its own keys."""
+    result, rows, requests_log = ScriptsResult(), [], []
+    for key, spec in assignment.classes.items():
+        if spec.steps:
+            if workdir.script_path(key).exists():
+                result.reused += 1
+            else:
+                _store(workdir, key, spec, spec.steps, "file")
+                result.generated += 1
+    pending = [r for r in assignment.requests if not all(workdir.script_path(k).exists() for k in r.script_keys)]
+    result.reused += sum(len(r.script_keys) for r in assignment.requests if r not in pending)
+    rows += [StatusRow(STAGE, _item(r), "skipped", r.key, message="reused from the store") for r in assignment.requests if r not in pending]
+    if pending:
+        provider = make_provider("openai", config.llm)
+        started = time.perf_counter()
+        batch = provider.generate_many(pending)
+        seconds = time.perf_counter() - started
+        for request in pending:
+            if request.key in batch.failures:
+                exc = batch.failures[request.key]
+                result.failed_keys.update(request.script_keys)
+                result.llm_requests += exc.requests
+                rows.append(StatusRow.failed(STAGE, _item(request), exc, seconds, key=request.key))
+                requests_log.append(_failed_request(run_id, request, exc, config))
+                continue
+            scripts = batch.scripts[request.key]
+            for action, generated in scripts.items():
+                spec = assignment.classes[generated.key]
+                _store(workdir, generated.key, spec, generated.steps, provider.name, generated)
+                result.generated += 1
+            first = next(iter(scripts.values()))
+            result.llm_requests += first.requests
+            rows.append(StatusRow(STAGE, _item(request), "ok", request.key, attempts=first.requests, seconds=seconds))
+            requests_log.append(_request_row(run_id, request, first, "ok"))
+    write_status(workdir, run_id, STAGE, "all", rows)
+    if requests_log:
+        write_atomic(pa.Table.from_pylist(requests_log, schema=schemas.LLM_REQUESTS), workdir.llm_requests_path(run_id))
+    return result
+
+
+def _item(request: ScriptRequest) -> str:
+    return f"{request.domain or '-'}: {' | '.join(request.actions)}"
+
+
+def _store(workdir: Workdir, key: str, spec: ClassSpec, steps, provider: str, generated=None) -> None:
+    rows = [
+        {
+            "class_id": spec.class_id,
+            "domain": spec.domain,
+            "action": spec.action,
+            "step_idx": index,
+            "text": text,
+            "provider": provider,
+            "script_key": key,
+            "model": generated.model if generated else None,
+            "template": generated.template if generated else None,
+            "template_hash": generated.template_hash if generated else None,
+            "request_key": generated.request_key if generated else None,
+        }
+        for index, text in enumerate(steps)
+    ]
+    write_atomic(pa.Table.from_pylist(rows, schema=schemas.SCRIPTS), workdir.script_path(key))
+
+
+def _request_row(run_id: str, request: ScriptRequest, generated, state: str) -> dict:
+    return {
+        "run_id": run_id,
+        "request_key": request.key,
+        "domain": request.domain,
+        "actions": list(request.actions),
+        "state": state,
+        "model": generated.model,
+        "response_model": generated.response_model,
+        "template": generated.template,
+        "response_format": generated.response_format,
+        "requests": generated.requests,
+        "prompt_tokens": generated.prompt_tokens,
+        "completion_tokens": generated.completion_tokens,
+        "raw_response": generated.raw_response,
+    }
+
+
+def _failed_request(run_id: str, request: ScriptRequest, exc: ScriptGenerationError, config: RunConfig) -> dict:
+    return {
+        "run_id": run_id,
+        "request_key": request.key,
+        "domain": request.domain,
+        "actions": list(request.actions),
+        "state": "failed",
+        "model": config.llm.model,
+        "template": config.llm.prompt,
+        "requests": exc.requests,
+        "raw_response": "\n---\n".join(exc.raw_answers) if exc.raw_answers else exc.raw_answer,
+        "error_class": exc.error_class,
+        "message": str(exc),
+    }
+
+
+@task(name="write-scripts", retries=0, cache_policy=NO_CACHE)  # the LLM provider has its own retry layer
+def write_scripts_task(workdir: Workdir, run_id: str, assignment: ScriptAssignment, config: RunConfig) -> ScriptsResult:
+    return write_scripts(workdir, run_id, assignment, config)

@@ -1,0 +1,109 @@
+"""LLM-written scripts through the whole pipeline: a loopback OpenAI-compatible server, the real
+openai client, a real Prefect flow. Counts prove what a prompt edit recomputes and what it reuses."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+import actalign
+
+from actalign.config import RunConfig
+from actalign.llm import LLMSettings
+from flows.pipeline import run_pipeline
+from llm_server import LLMServer, Reply, answer, candidates_of, good, steps_for
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+SECRET = "sk-test-never-stored-0123456789"
+
+
+@pytest.fixture
+def inputs(demo_dataset, tmp_path) -> tuple[Path, Path]:
+    """The demo videos with three different candidate sets, and classes of which one keeps hand-written steps."""
+    manifest, classes = demo_dataset
+    entries = yaml.safe_load(classes.read_text())["classes"]
+    for entry in entries[1:]:
+        del entry["steps"]
+    step_less = tmp_path / "classes.yaml"
+    step_less.write_text(yaml.safe_dump({"classes": entries}))
+    rows = list(csv.DictReader(open(manifest)))
+    ids = [e["id"] for e in entries]
+    sets = [ids[:4], ids[2:], ids[:2] + ids[4:]]
+    for number, row in enumerate(rows):
+        row["path"] = str(manifest.parent / row["path"])
+        candidates = sets[number % 3] if row["label"] in sets[number % 3] else [row["label"], *sets[number % 3][1:]]
+        row["candidates"] = "|".join(candidates)
+    out = tmp_path / "manifest.csv"
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out, step_less
+
+
+def config(inputs, workdir: Path, server: LLMServer, prompt: str = "context-rich") -> RunConfig:
+    llm = LLMSettings(base_url=server.base_url, prompt=prompt, timeout=5, backoff_initial=0.01, requests_per_minute=None)
+    return RunConfig(videos=inputs[0], classes=inputs[1], workdir=workdir, model="tiny-random", provider="openai", llm=llm)
+
+
+def test_prompt_edit_regenerates_scripts_and_reuses_frames(inputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    workdir = tmp_path / "work"
+    with LLMServer(good(5)) as server:
+        first = run_pipeline(config(inputs, workdir, server))
+        sent_first = len(server.calls)
+        again = run_pipeline(config(inputs, workdir, server))
+        sent_again = len(server.calls) - sent_first
+
+        edited = tmp_path / "context-rich-edited.yaml"
+        edited.write_text((Path(actalign.__file__).parent / "prompts" / "context-rich.yaml").read_text() + "\n# tightened wording\n")
+        after_edit = run_pipeline(config(inputs, workdir, server, prompt=str(edited)))
+        sent_after_edit = len(server.calls) - sent_first - sent_again
+        prompts = [call.first_user for call in server.calls]
+
+    assert first.state == "completed" and first.n_failed == 0
+    assert sent_first == first.llm_requests > 0
+    # The class with hand-written steps is never sent to the LLM.
+    hand_written = yaml.safe_load(inputs[1].read_text())["classes"][0]["action"]
+    assert not any(hand_written in prompt for prompt in prompts)
+    assert first.encoded_frames == 72 and first.encoded_texts > 0
+
+    assert (sent_again, again.llm_requests, again.scripts_generated) == (0, 0, 0)
+    assert (again.encoded_texts, again.encoded_frames, again.decoded_frames) == (0, 0, 0)
+
+    assert sent_after_edit == sent_first and after_edit.llm_requests == sent_first
+    assert after_edit.scripts_generated == first.scripts_generated - 1  # all but the hand-written one
+    assert after_edit.encoded_texts > 0 and (after_edit.encoded_frames, after_edit.decoded_frames) == (0, 0)
+
+    with duckdb.connect(str(workdir / "actalign.duckdb"), read_only=True) as con:
+        per_run = con.execute("SELECT run_id, count(*), sum(prompt_tokens) FROM llm_requests GROUP BY 1 ORDER BY 1").fetchall()
+        assert [n for _, n, _ in per_run] == [sent_first, sent_first]  # the unchanged re-run sent nothing
+        assert con.execute("SELECT count(DISTINCT template_hash) FROM scripts WHERE provider = 'openai'").fetchone()[0] == 2
+        assert con.execute("SELECT count(*) FROM predictions WHERE run_id = ?", [after_edit.run_id]).fetchone()[0] == 12
+    leaked = [p for p in workdir.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaked == []
+
+
+def test_a_failed_question_fails_its_videos_only(inputs, tmp_path):
+    """An LLM that never writes one candidate's script: its questions fail with the raw answers kept,
+    their videos fail at scoring, and the other questions' videos are scored."""
+    target = yaml.safe_load(inputs[1].read_text())["classes"][-1]["action"]
+
+    def responder(call):
+        listed = candidates_of(call)
+        entries = [{"index": i, "action": a, "steps": steps_for(a)} for i, a in enumerate(listed, start=1) if a != target]
+        return Reply(answer(entries))
+
+    with LLMServer(responder) as server:
+        summary = run_pipeline(config(inputs, tmp_path / "work", server))
+    assert summary.state == "completed_with_failures"
+    with duckdb.connect(str(tmp_path / "work" / "actalign.duckdb"), read_only=True) as con:
+        failed = con.execute("SELECT actions, error_class, raw_response, requests FROM llm_requests WHERE state = 'failed'").fetchall()
+        assert failed and all(target in actions and err == "InvalidAnswerError" and raw and n == 3 for actions, err, raw, n in failed)
+        missing = con.execute("SELECT count(*) FROM status WHERE stage = 'score' AND error_class = 'MissingScriptError'").fetchone()[0]
+        scored = con.execute("SELECT count(DISTINCT video_id) FROM scores").fetchone()[0]
+        assert missing > 0 and scored > 0 and missing + scored == 6
