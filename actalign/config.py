@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from actalign.download import DownloadOptions
 from actalign.frames import DEFAULT_FPS
 from actalign.llm import LLMSettings
 from actalign.models import DEFAULT_MODEL
@@ -19,13 +20,42 @@ DEFAULT_WORKDIR = Path("actalign-data")
 DEFAULT_SHARD_SIZE = 16  # videos per task: coarse enough that Prefect's per-task cost is noise
 
 
+class DownloadSettings(BaseModel):
+    """How remote videos are fetched. Cookies and proxy are excluded from every dump of the
+    configuration, so they never reach run records, reports or Prefect parameters."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_height: int = Field(720, ge=144, description="resolution cap (single-file formats only, no merge)")
+    margin_s: float = Field(2.0, ge=0, description="extra seconds fetched around a segment")
+    cookies: Path | None = Field(None, exclude=True, description="cookies.txt for yt-dlp (never logged or stored)")
+    proxy: SecretStr | None = Field(None, exclude=True, description="proxy URL for yt-dlp (never logged or stored)")
+    rate_limit: int | None = Field(None, ge=1, description="bytes per second per download")
+    concurrency: int = Field(4, ge=1, description="downloads at once per shard")
+    max_attempts: int = Field(4, ge=1, description="attempts for transient failures (backoff with jitter)")
+    backoff_s: float = Field(1.0, ge=0, description="first wait between attempts, seconds")
+    retry_failed: bool = Field(False, description="try again the downloads an earlier run found permanently unavailable")
+
+    def options(self) -> DownloadOptions:
+        return DownloadOptions(
+            max_height=self.max_height,
+            margin_s=self.margin_s,
+            cookiefile=str(self.cookies) if self.cookies else None,
+            proxy=self.proxy.get_secret_value() if self.proxy else None,
+            rate_limit=self.rate_limit,
+            max_attempts=self.max_attempts,
+            backoff_s=self.backoff_s,
+        )
+
+
 class RunConfig(BaseModel):
     """Everything a pipeline run depends on."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    videos: Path = Field(description="folder of videos, or a CSV/JSONL/Parquet manifest")
-    classes: Path = Field(description="YAML/JSON file of candidate classes and their steps")
+    videos: Path | None = Field(None, description="folder of videos, or a CSV/JSONL/Parquet manifest (with a benchmark: its local copy)")
+    classes: Path | None = Field(None, description="YAML/JSON file of candidate classes and their steps (optional with a benchmark)")
+    benchmark: Literal["actionatlas"] | None = Field(None, description="read the videos and classes of a benchmark instead of a manifest")
     workdir: Path = Field(DEFAULT_WORKDIR, description="folder holding the stores, runs and the DuckDB file")
     model: str = Field(DEFAULT_MODEL, description="registry name, Hugging Face id or local folder")
     device: str = Field("auto", description="auto, cpu or cuda")
@@ -40,6 +70,13 @@ class RunConfig(BaseModel):
     name_template: str = Field("{action}", description="text encoded for a class name (mean-pool baseline)")
     shard_size: int = Field(DEFAULT_SHARD_SIZE, ge=1, description="videos per task")
     workers: int = Field(2, ge=1, description="tasks running at once in this process")
+    download: DownloadSettings = Field(default_factory=DownloadSettings, description="fetching remote videos")
+
+    @model_validator(mode="after")
+    def _inputs_given(self) -> RunConfig:
+        if self.benchmark is None and (self.videos is None or self.classes is None):
+            raise ValueError("give --videos and --classes (or --benchmark actionatlas)")
+        return self
 
     @field_validator("scorers")
     @classmethod

@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Iterator
 
 import av
@@ -52,6 +53,7 @@ from actalign.errors import (
     VideoDecodeError,
     VideoNotFoundError,
 )
+from actalign.obfuscate import FrameObfuscator, Polygon, make_transform
 
 DEFAULT_FPS: float = 4.0
 """Sampling rate when the caller gives none.
@@ -124,8 +126,13 @@ def sample_frames(
     size: tuple[int, int] = (224, 224),
     start_s: float | None = None,
     end_s: float | None = None,
+    obfuscation: Mapping[int, Sequence[Polygon]] | None = None,
 ) -> SampledFrames:
-    """Sample the segment [start_s, end_s) of a video at ``fps``; see the module docstring."""
+    """Sample the segment [start_s, end_s) of a video at ``fps``; see the module docstring.
+
+    ``obfuscation`` (ActionAtlas): polygons per 1-based frame number of the
+    segment, blurred on the full-resolution source frame before it is resized.
+    """
     if not (math.isfinite(fps) and fps > 0):
         raise InputError(f"fps must be a positive number, got {fps!r}")
     height, width = size
@@ -149,6 +156,7 @@ def sample_frames(
             )
         end = min(math.inf if end_s is None else float(end_s), math.inf if declared is None else declared)
         source_fps = float(stream.average_rate) if stream.average_rate else 0.0
+        hook = make_transform(obfuscation, segment_start_s=start, fps=source_fps or fps) if obfuscation else None
         if start > 0.0:
             try:
                 container.seek(_to_timestamp(start, stream), stream=stream, backward=True, any_frame=False)
@@ -158,7 +166,7 @@ def sample_frames(
         images: list[np.ndarray] = []
         shown: VideoFrame | None = None  # the last frame decoded so far, displayed from its time on
         shown_image: np.ndarray | None = None  # its RGB conversion, made when it is first sampled
-        shown_end = 0.0
+        shown_time = shown_end = 0.0
         decoded = 0
 
         def sample_until(limit: float) -> None:
@@ -166,7 +174,7 @@ def sample_frames(
             nonlocal shown_image
             while start + len(images) / fps < limit:
                 if shown_image is None:
-                    shown_image = _to_rgb(shown, height, width)  # type: ignore[arg-type]
+                    shown_image = _to_rgb(shown, height, width, hook, shown_time)  # type: ignore[arg-type]
                 images.append(shown_image)
 
         try:
@@ -176,7 +184,7 @@ def sample_frames(
                     sample_until(min(frame_time, end))
                     if start + len(images) / fps >= end:
                         break
-                shown, shown_image, shown_end = frame, None, frame_end
+                shown, shown_image, shown_time, shown_end = frame, None, frame_time, frame_end
             else:  # stream exhausted: the last frame stays displayed until its end
                 end = min(end, shown_end)
                 if shown is not None:
@@ -288,9 +296,18 @@ def _timed_frames(
         raise VideoDecodeError(f"{path}: no frame could be decoded; re-encode or replace the file")
 
 
-def _to_rgb(frame: VideoFrame, height: int, width: int) -> np.ndarray:
-    """Convert and resize in one swscale call, then turn the image upright."""
+def _to_rgb(frame: VideoFrame, height: int, width: int, hook: FrameObfuscator | None = None, frame_time: float = 0.0) -> np.ndarray:
+    """Convert and resize in one swscale call, then turn the image upright.
+
+    A frame the obfuscation hook wants is converted at full resolution, turned
+    upright, blurred, and only then resized, so the blur is exact.
+    """
     quarter_turns = round(frame.rotation / 90) % 4  # counter-clockwise, as the display matrix says
+    if hook is not None and hook.wants(frame_time):
+        full = frame.to_ndarray(format="rgb24")
+        upright = np.ascontiguousarray(np.rot90(full, quarter_turns) if quarter_turns else full)
+        blurred = hook(upright, frame_time)
+        return VideoFrame.from_ndarray(np.ascontiguousarray(blurred), format="rgb24").to_ndarray(format="rgb24", width=width, height=height)
     if quarter_turns % 2:
         image = frame.to_ndarray(format="rgb24", width=height, height=width)
     else:

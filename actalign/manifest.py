@@ -2,7 +2,9 @@
 
 A manifest is CSV, JSONL or Parquet with the columns
 
-    video_id   (optional: the file's stem)   path (required, relative to the manifest's folder)
+    video_id   (optional: the file's stem)
+    path, url or youtube_id (one is required: a file relative to the manifest's folder, a
+               file:// or http(s) URL, or a YouTube id; URLs and ids are downloaded)
     start_s, end_s (optional segment, seconds)   domain (optional)
     candidates (optional; default all classes: a list in JSONL/Parquet, "a|b|c" or a JSON list in CSV)
     label (optional true class)
@@ -21,27 +23,33 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import pyarrow.parquet as pq
 
 from actalign.classes import ClassSpec, resolve_class
+from actalign.download import is_remote
 from actalign.errors import InputError
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".ts"})
-MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".parquet")
+MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".json", ".parquet")
+SOURCE_COLUMNS = ("path", "url", "youtube_id")
 
 
 @dataclass(frozen=True)
 class VideoSpec:
-    """One video to classify, with everything resolved to class ids and an absolute path."""
+    """One video to classify, with everything resolved to class ids; ``source`` is an absolute
+    path, or a URL / YouTube id to download."""
 
     video_id: str
-    path: str
+    source: str
     start_s: float | None
     end_s: float | None
     domain: str | None
     candidates: tuple[str, ...]
     label: str | None
+    obfuscation: dict[int, list] | None = None  # ActionAtlas: polygons per 1-based segment frame number
 
 
 def load_manifest(source: str | Path, classes: list[ClassSpec]) -> list[VideoSpec]:
@@ -50,7 +58,7 @@ def load_manifest(source: str | Path, classes: list[ClassSpec]) -> list[VideoSpe
     if source.is_dir():
         rows, base = _folder_rows(source), source
     elif source.is_file():
-        rows, base = _file_rows(source), source.parent
+        rows, base = read_rows(source), source.parent
     else:
         raise InputError(f"videos not found: {source} is neither a folder of videos nor a manifest file")
     if not rows:
@@ -72,7 +80,8 @@ def _folder_rows(folder: Path) -> list[dict[str, Any]]:
     return [{"video_id": p.stem, "path": p.name} for p in files]
 
 
-def _file_rows(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path, what: str = "manifest") -> list[dict[str, Any]]:
+    """Rows of a CSV, JSONL, JSON (a list of objects) or Parquet file; every failure an InputError naming it."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
@@ -80,32 +89,37 @@ def _file_rows(path: Path) -> list[dict[str, Any]]:
                 return list(csv.DictReader(handle))
         if suffix == ".jsonl":
             lines = path.read_text(encoding="utf-8").splitlines()
-            return [_json_line(line, path, n) for n, line in enumerate(lines, start=1) if line.strip()]
+            return [_json_object(line, f"{what} {path}, line {n}") for n, line in enumerate(lines, start=1) if line.strip()]
+        if suffix == ".json":
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise InputError(f"{what} {path}: expected a list of JSON objects")
+            return rows
         if suffix == ".parquet":
             return pq.read_table(path).to_pylist()
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read manifest {path}: {exc}") from exc
-    except Exception as exc:  # pyarrow raises its own hierarchy for a broken Parquet file
-        raise InputError(f"cannot read manifest {path}: {exc}") from exc
-    raise InputError(f"manifest {path}: unsupported type {suffix!r}; use one of {', '.join(MANIFEST_EXTENSIONS)} or a folder")
+    except InputError:
+        raise
+    except Exception as exc:  # OSError, UnicodeDecodeError, csv.Error, JSONDecodeError, pyarrow's own errors
+        raise InputError(f"cannot read {what} {path}: {exc}") from exc
+    raise InputError(f"{what} {path}: unsupported type {suffix!r}; use one of {', '.join(MANIFEST_EXTENSIONS)}")
 
 
-def _json_line(line: str, path: Path, number: int) -> dict[str, Any]:
+def _json_object(line: str, where: str) -> dict[str, Any]:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise InputError(f"manifest {path}, line {number}: not valid JSON ({exc})") from exc
+        raise InputError(f"{where}: not valid JSON ({exc})") from exc
     if not isinstance(row, dict):
-        raise InputError(f"manifest {path}, line {number}: expected a JSON object per line")
+        raise InputError(f"{where}: expected a JSON object per line")
     return row
 
 
 def _parse_row(row: dict[str, Any], base: Path, classes: dict[str, ClassSpec], where: str) -> VideoSpec:
-    raw_path = _text(row.get("path"))
-    if not raw_path:
-        raise InputError(f"{where}: missing 'path' (the video file, relative to the manifest's folder)")
-    path = Path(raw_path) if Path(raw_path).is_absolute() else base / raw_path
-    video_id = _text(row.get("video_id")) or Path(raw_path).stem
+    raw = next((_text(row.get(column)) for column in SOURCE_COLUMNS if _text(row.get(column))), None)
+    if not raw:
+        raise InputError(f"{where}: missing the video: give 'path' (a file, relative to the manifest's folder), 'url' or 'youtube_id'")
+    source = raw if is_remote(raw) else str(_local(raw, base))
+    video_id = _text(row.get("video_id")) or Path(raw.split("?")[0].rstrip("/")).stem or raw
     start_s, end_s = _seconds(row.get("start_s"), "start_s", where), _seconds(row.get("end_s"), "end_s", where)
     if start_s is not None and start_s < 0:
         raise InputError(f"{where}: start_s is negative ({start_s})")
@@ -118,13 +132,19 @@ def _parse_row(row: dict[str, Any], base: Path, classes: dict[str, ClassSpec], w
         raise InputError(f"{where}: label {label!r} is not among the row's candidates {list(candidates)}")
     return VideoSpec(
         video_id=video_id,
-        path=str(path.resolve()),
+        source=source,
         start_s=start_s,
         end_s=end_s,
         domain=_text(row.get("domain")),
         candidates=candidates,
         label=label,
     )
+
+
+def _local(raw: str, base: Path) -> Path:
+    """A file path or file:// URL, relative ones against the manifest's folder."""
+    path = Path(url2pathname(urlsplit(raw).path)) if raw.lower().startswith("file://") else Path(raw)
+    return (path if path.is_absolute() else base / path).resolve()
 
 
 def _resolve_all(names: Iterable[str], classes: dict[str, ClassSpec], where: str, what: str) -> list[str]:

@@ -35,8 +35,9 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefe
 
 @app.command()
 def run(
-    videos: VideosOption,
-    classes: ClassesOption,
+    videos: Annotated[Optional[Path], typer.Option("--videos", help="A folder of videos, or a CSV/JSONL/Parquet manifest; with --benchmark, the benchmark's local copy (default: the Hugging Face hub).")] = None,
+    classes: Annotated[Optional[Path], typer.Option("--classes", help="YAML/JSON file of candidate classes with their ordered steps (with --benchmark: optional hand-written steps for some classes).")] = None,
+    benchmark: Annotated[Optional[str], typer.Option("--benchmark", help="actionatlas: the ActionAtlas v1.0 questions (videos from YouTube, candidates, labels, text obfuscation).")] = None,
     model: Annotated[str, typer.Option("--model", help=MODEL_HELP)] = DEFAULT_MODEL,
     workdir: WorkdirOption = DEFAULT_WORKDIR,
     scorer: Annotated[Optional[list[str]], typer.Option("--scorer", help=f"Scorer to run, one of {', '.join(SCORER_NAMES)}; repeat for several. Default: {' and '.join(DEFAULT_SCORERS)}.")] = None,
@@ -55,14 +56,24 @@ def run(
     prompt: PromptOption = LLM_DEFAULTS.prompt,
     temperature: TemperatureOption = LLM_DEFAULTS.temperature,
     granularity: GranularityOption = LLM_DEFAULTS.granularity,
+    max_height: Annotated[int, typer.Option("--max-height", help="Download resolution cap in pixels.")] = 720,
+    cookies: Annotated[Optional[Path], typer.Option("--cookies", help="cookies.txt for yt-dlp (never logged or stored).")] = None,
+    proxy: Annotated[Optional[str], typer.Option("--proxy", help="Proxy URL for downloads (never logged or stored).")] = None,
+    rate_limit: Annotated[Optional[int], typer.Option("--rate-limit", help="Download rate limit per video, bytes/s.")] = None,
+    download_concurrency: Annotated[int, typer.Option("--download-concurrency", help="Downloads at once per shard.")] = 4,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try again downloads that an earlier run found permanently unavailable.")] = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Classify your videos: decode, embed, align every candidate's script, print predictions and accuracy."""
     settings = dict(
-        videos=videos, classes=classes, model=model, workdir=workdir, fps=fps, smoothing=smoothing, device=device,
+        videos=videos, classes=classes, benchmark=benchmark, model=model, workdir=workdir, fps=fps, smoothing=smoothing, device=device,
         batch_size=batch_size, bf16=bf16, shard_size=shard_size, workers=workers,
         step_template=step_template, name_template=name_template, provider=provider,
         llm=dict(model=llm_model, base_url=llm_base_url, prompt=prompt, temperature=temperature, granularity=granularity),
+        download=dict(
+            max_height=max_height, cookies=cookies, proxy=proxy, rate_limit=rate_limit,
+            concurrency=download_concurrency, retry_failed=retry_failed,
+        ),
     )
     if scorer:
         settings["scorers"] = tuple(scorer)
@@ -195,7 +206,8 @@ def _run(config: RunConfig, verbose: bool) -> int:
     workdir = Workdir.open(summary.workdir)
     console.print(
         f"run {summary.run_id}: {summary.state}.\n"
-        f"  videos: decoded {summary.decoded_frames} and encoded {summary.encoded_frames} frames; {summary.reused_videos} videos reused from the store\n"
+        f"  videos: {summary.downloaded_videos} downloaded; decoded {summary.decoded_frames} and encoded {summary.encoded_frames} frames; "
+        f"{summary.reused_videos} videos reused from the store\n"
         f"  scripts: {summary.scripts_generated} written ({summary.llm_requests} LLM answers), {summary.scripts_reused} reused; "
         f"encoded {summary.encoded_texts} texts",
         highlight=False,

@@ -42,6 +42,7 @@ class RunSummary:
     decoded_frames: int
     encoded_frames: int
     reused_videos: int
+    downloaded_videos: int
     scripts_generated: int
     scripts_reused: int
     llm_requests: int
@@ -140,6 +141,7 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         decoded_frames=sum(r.decoded_frames for r in results.values()),
         encoded_frames=sum(r.encoded_frames for r in results.values()),
         reused_videos=sum(r.reused for r in results.values()),
+        downloaded_videos=sum(r.downloaded for r in results.values()),
         scripts_generated=scripts.generated,
         scripts_reused=scripts.reused,
         llm_requests=scripts.llm_requests,

@@ -73,7 +73,7 @@ def write_videos(workdir: Workdir, run_id: str, videos: Sequence[Any]) -> None:
         {
             "run_id": run_id,
             "video_id": v.video_id,
-            "source": v.path,
+            "source": v.source,
             "start_s": v.start_s,
             "end_s": v.end_s,
             "domain": v.domain,

@@ -27,6 +27,11 @@ class Workdir:
         return workdir
 
     @property
+    def media_dir(self) -> Path:
+        """Downloaded videos: a cache, safe to delete."""
+        return self.root / "media"
+
+    @property
     def db_path(self) -> Path:
         return self.root / "actalign.duckdb"
 

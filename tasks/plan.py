@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from actalign.actionatlas import load_actionatlas, question_classes, video_specs
 from actalign.classes import ClassSpec, load_classes
 from actalign.config import RunConfig
 from actalign.errors import InputError
@@ -26,13 +27,34 @@ def load_inputs(config: RunConfig) -> Inputs:
     Every problem is an InputError naming the input. With the ``file`` provider
     every class needs steps; with ``openai`` classes without steps go to the LLM.
     """
-    classes = load_classes(config.classes)
+    if config.benchmark == "actionatlas":
+        classes, videos = _actionatlas(config)
+    else:
+        classes = load_classes(config.classes)
+        videos = load_manifest(config.videos, classes)
     for spec in classes:
         if spec.steps is not None or config.provider == "file":
             validate_steps(spec)
     make_provider(config.provider, config.llm).check_credentials()
-    videos = load_manifest(config.videos, classes)
     return Inputs(classes=classes, videos=videos)
+
+
+def _actionatlas(config: RunConfig) -> tuple[list[ClassSpec], list[VideoSpec]]:
+    """The benchmark's questions as videos and classes; a classes file, when given, supplies
+    hand-written steps for the classes it names (by id, or by domain and action)."""
+    questions = load_actionatlas(config.videos)
+    joined = question_classes(questions)
+    written = load_classes(config.classes) if config.classes else []
+    by_id = {s.class_id: s for s in written}
+    classes = [
+        replace(spec, steps=match.steps) if (match := by_id.get(spec.class_id) or _same_action(spec, written)) else spec
+        for spec in joined.classes
+    ]
+    return classes, video_specs(questions, joined)
+
+
+def _same_action(spec: ClassSpec, written: list[ClassSpec]) -> ClassSpec | None:
+    return next((w for w in written if w.action.casefold() == spec.action.casefold() and (w.domain or "").casefold() == (spec.domain or "").casefold()), None)
 
 
 def encoder_for(config: RunConfig) -> Encoder:

@@ -129,4 +129,4 @@ def test_loads_with_the_project_readers(dataset: tuple[Path, Path]) -> None:
     videos = load_manifest(dataset[0], specs)
     assert len(specs) == 6 and all(spec.steps and len(spec.steps) == 3 for spec in specs)
     assert len(videos) == 6 * VIDEOS_PER_CLASS
-    assert all(Path(v.path).is_file() and len(v.candidates) == 6 and v.label for v in videos)
+    assert all(Path(v.source).is_file() and len(v.candidates) == 6 and v.label for v in videos)

@@ -87,8 +87,26 @@ def test_csv_jsonl_and_parquet_manifests_agree(tmp_path, classes):
     first, second = from_csv
     assert first.candidates == ("axe-kick", "roundhouse") and first.label == "roundhouse"
     assert (first.start_s, first.end_s) == (1.5, 4.0)
-    assert first.path == str((tmp_path / "a.mp4").resolve())
+    assert first.source == str((tmp_path / "a.mp4").resolve())
     assert second.candidates == ("axe-kick", "roundhouse") and second.label is None  # default: all classes
+
+
+def test_urls_youtube_ids_and_file_urls(tmp_path, classes):
+    text = (
+        "video_id,path,url,youtube_id\n"
+        "a,,https://example.org/videos/clip.mp4?x=1,\n"
+        "b,,,dQw4w9WgXcQ\n"
+        f"c,,file://{tmp_path}/sub/c.mp4,\n"
+        ",rel/d.webm,,\n"
+    )
+    videos = load_manifest(write(tmp_path / "m.csv", text), classes)
+    assert [v.source for v in videos] == [
+        "https://example.org/videos/clip.mp4?x=1",
+        "dQw4w9WgXcQ",
+        str(tmp_path / "sub" / "c.mp4"),
+        str((tmp_path / "rel" / "d.webm").resolve()),
+    ]
+    assert videos[3].video_id == "d"
 
 
 def test_folder_is_an_unlabelled_manifest(tmp_path, classes):
@@ -107,7 +125,7 @@ def test_folder_is_an_unlabelled_manifest(tmp_path, classes):
         ("video_id,path\nv1,a.mp4\nv1,b.mp4\n", "row 2: duplicate video_id 'v1'"),
         ("video_id,path,start_s,end_s\nv1,a.mp4,5,2\n", r"row 1: end_s \(2.0\) must be after start_s \(5.0\)"),
         ("video_id,path,start_s\nv1,a.mp4,soon\n", "start_s must be a number"),
-        ("video_id,path\nv1,\n", "row 1: missing 'path'"),
+        ("video_id,path\nv1,\n", "row 1: missing the video"),
         ("video_id,path,candidates,label\nv1,a.mp4,axe-kick,roundhouse\n", "not among the row's candidates"),
     ],
 )
