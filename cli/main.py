@@ -21,8 +21,6 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pret
 
 MODEL_HELP = "Model: " + ", ".join(f"{name} ({spec.source})" for name, spec in REGISTRY.items()) + "; or any Hugging Face id or local folder."
 WorkdirOption = Annotated[Path, typer.Option("--workdir", help="Folder holding stores, runs and actalign.duckdb.")]
-VideosOption = Annotated[Path, typer.Option("--videos", help="A folder of videos, or a CSV/JSONL/Parquet manifest.")]
-ClassesOption = Annotated[Path, typer.Option("--classes", help="YAML/JSON file of candidate classes (with their ordered steps, or without for the LLM).")]
 ProviderOption = Annotated[str, typer.Option("--provider", help="Where scripts come from: file (steps in the classes file) or openai (an LLM writes the steps of classes that have none).")]
 LLMModelOption = Annotated[str, typer.Option("--llm-model", help="LLM model, a dated snapshot (or an Azure deployment).")]
 LLMBaseOption = Annotated[Optional[str], typer.Option("--llm-base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (Ollama); default: the OpenAI API. The key comes from OPENAI_API_KEY.")]
@@ -119,8 +117,9 @@ def explain(
 
 @app.command()
 def scripts(
-    videos: VideosOption,
-    classes: ClassesOption,
+    videos: Annotated[Optional[Path], typer.Option("--videos", help="A manifest or folder; with --benchmark, its local copy.")] = None,
+    classes: Annotated[Optional[Path], typer.Option("--classes", help="Classes file (optional with --benchmark).")] = None,
+    benchmark: Annotated[Optional[str], typer.Option("--benchmark", help="actionatlas: plan for the benchmark's questions.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count the LLM requests, tokens and cost a run would spend; send nothing.")] = False,
     workdir: WorkdirOption = DEFAULT_WORKDIR,
     llm_model: LLMModelOption = LLM_DEFAULTS.model,
@@ -130,20 +129,19 @@ def scripts(
     granularity: GranularityOption = LLM_DEFAULTS.granularity,
 ) -> None:
     """Plan the LLM script requests of a run: how many, how many tokens, what they would cost (scripts already stored are free)."""
-    from actalign.classes import load_classes
     from actalign.llm import plan_requests
-    from actalign.manifest import load_manifest
     from storage.workdir import Workdir
+    from tasks.plan import read_inputs
     from tasks.scripts import llm_groups
 
     if not dry_run:
         print_error("only --dry-run is available here; `actalign run --provider openai` generates the scripts it needs")
         raise typer.Exit(2)
     llm = dict(model=llm_model, base_url=llm_base_url, prompt=prompt, temperature=temperature, granularity=granularity)
-    config = _config(dict(videos=videos, classes=classes, workdir=workdir, provider="openai", llm=llm))
+    config = _config(dict(videos=videos, classes=classes, benchmark=benchmark, workdir=workdir, provider="openai", llm=llm))
     try:
-        class_specs = load_classes(config.classes)
-        groups = llm_groups(class_specs, load_manifest(config.videos, class_specs), config)
+        inputs = read_inputs(config)
+        groups = llm_groups(inputs.classes, inputs.videos, config)
         store = Workdir.open(config.workdir)
         plan = plan_requests(config.llm, groups, have_key=lambda key: store.script_path(key).exists())
     except InputError as exc:

@@ -21,8 +21,8 @@ class Inputs:
     videos: list[VideoSpec]
 
 
-def load_inputs(config: RunConfig) -> Inputs:
-    """Parse classes and the manifest, check hand-written steps and LLM credentials.
+def read_inputs(config: RunConfig) -> Inputs:
+    """Parse the classes and the videos (a manifest, a folder or a benchmark), and check hand-written steps.
 
     Every problem is an InputError naming the input. With the ``file`` provider
     every class needs steps; with ``openai`` classes without steps go to the LLM.
@@ -35,8 +35,14 @@ def load_inputs(config: RunConfig) -> Inputs:
     for spec in classes:
         if spec.steps is not None or config.provider == "file":
             validate_steps(spec)
-    make_provider(config.provider, config.llm).check_credentials()
     return Inputs(classes=classes, videos=videos)
+
+
+def load_inputs(config: RunConfig) -> Inputs:
+    """``read_inputs``, and the script provider's credentials: everything a run checks before work."""
+    inputs = read_inputs(config)
+    make_provider(config.provider, config.llm).check_credentials()
+    return inputs
 
 
 def _actionatlas(config: RunConfig) -> tuple[list[ClassSpec], list[VideoSpec]]:

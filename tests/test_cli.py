@@ -93,3 +93,18 @@ def test_a_failed_video_gives_exit_1_and_a_failure_table(demo_dataset, demo_rows
     sql = invoke("sql", "SELECT item, state FROM status WHERE stage = 'acquire' ORDER BY item", "--workdir", workdir)
     assert sql.exit_code == 0
     assert "demo-000" in sql.output and "ok" in sql.output and "failed" in sql.output
+
+
+def test_scripts_dry_run_counts_requests_and_sends_nothing(demo_dataset, demo_rows, tmp_path, monkeypatch):
+    """Step-less classes and two distinct candidate sets: two question requests (or one per class)."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # a dry run needs no key
+    classes = tmp_path / "classes.yaml"
+    classes.write_text("classes:\n" + "".join(f"  - {{id: c{i}, action: Move {i}, domain: dance}}\n" for i in range(4)))
+    rows = [{**row, "label": "", "candidates": "c0|c1|c2" if n % 2 else "c1|c2|c3"} for n, row in enumerate(demo_rows)]
+    manifest = write_manifest(tmp_path / "m.csv", rows)
+    question = invoke("scripts", "--dry-run", "--videos", manifest, "--classes", classes, "--workdir", tmp_path / "w")
+    assert question.exit_code == 0, question.output
+    assert "2 LLM request(s) to send for 6 script(s)" in " ".join(question.output.split())
+    per_class = invoke("scripts", "--dry-run", "--videos", manifest, "--classes", classes, "--workdir", tmp_path / "w", "--granularity", "class")
+    assert "4 LLM request(s) to send for 4 script(s)" in " ".join(per_class.output.split())
+    assert invoke("scripts", "--videos", manifest, "--classes", classes).exit_code == 2
