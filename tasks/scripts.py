@@ -10,6 +10,7 @@ prompt template regenerates exactly the scripts whose key changed.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
@@ -19,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from actalign.classes import ClassSpec
 from actalign.config import RunConfig
 from actalign.keys import stage_key
-from actalign.llm import ScriptGenerationError, ScriptRequest
+from actalign.llm import GeneratedScript, ScriptGenerationError, ScriptRequest
 from actalign.manifest import VideoSpec
 from actalign.scripts import make_provider
 from storage import schemas
@@ -123,14 +124,13 @@ def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment, c
                 requests_log.append(_failed_request(run_id, request, exc, config))
                 continue
             scripts = batch.scripts[request.key]
-            for action, generated in scripts.items():
-                spec = assignment.classes[generated.key]
-                _store(workdir, generated.key, spec, generated.steps, provider.name, generated)
+            for generated in scripts.values():
+                _store(workdir, generated.key, assignment.classes[generated.key], generated.steps, provider.name, generated)
                 result.generated += 1
             first = next(iter(scripts.values()))
             result.llm_requests += first.requests
             rows.append(StatusRow(STAGE, _item(request), "ok", request.key, attempts=first.requests, seconds=seconds))
-            requests_log.append(_request_row(run_id, request, first, "ok"))
+            requests_log.append(_request_row(run_id, request, first))
     write_status(workdir, run_id, STAGE, "all", rows)
     if requests_log:
         write_atomic(pa.Table.from_pylist(requests_log, schema=schemas.LLM_REQUESTS), workdir.llm_requests_path(run_id))
@@ -141,7 +141,9 @@ def _item(request: ScriptRequest) -> str:
     return f"{request.domain or '-'}: {' | '.join(request.actions)}"
 
 
-def _store(workdir: Workdir, key: str, spec: ClassSpec, steps, provider: str, generated=None) -> None:
+def _store(
+    workdir: Workdir, key: str, spec: ClassSpec, steps: Sequence[str], provider: str, generated: GeneratedScript | None = None
+) -> None:
     rows = [
         {
             "class_id": spec.class_id,
@@ -161,13 +163,13 @@ def _store(workdir: Workdir, key: str, spec: ClassSpec, steps, provider: str, ge
     write_atomic(pa.Table.from_pylist(rows, schema=schemas.SCRIPTS), workdir.script_path(key))
 
 
-def _request_row(run_id: str, request: ScriptRequest, generated, state: str) -> dict:
+def _request_row(run_id: str, request: ScriptRequest, generated: GeneratedScript) -> dict:
     return {
         "run_id": run_id,
         "request_key": request.key,
         "domain": request.domain,
         "actions": list(request.actions),
-        "state": state,
+        "state": "ok",
         "model": generated.model,
         "response_model": generated.response_model,
         "template": generated.template,
