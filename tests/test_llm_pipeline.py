@@ -66,7 +66,7 @@ def test_prompt_edit_regenerates_scripts_and_reuses_frames(inputs, tmp_path, mon
         prompts = [call.first_user for call in server.calls]
 
     assert first.state == "completed" and first.n_failed == 0
-    assert sent_first == first.llm_requests > 0
+    assert sent_first == first.llm_requests == 5  # one per distinct candidate set, the hand-written class left out
     # The class with hand-written steps is never sent to the LLM.
     hand_written = yaml.safe_load(inputs[1].read_text())["classes"][0]["action"]
     assert not any(hand_written in prompt for prompt in prompts)
