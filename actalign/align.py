@@ -50,6 +50,11 @@ module imports numba, about 0.2 s, and compiles nothing). The reference records
 each cell's predecessor as it goes; the kernel computes values only and picks
 predecessors while tracing the path back. Both add the same numbers in the
 same order and pick by the same rule, so their scores and paths agree exactly.
+
+Drop-DTW (after Dvornik et al. 2021: frames may be dropped at a cost, every step
+matched in order) is at the end of this module, again as a plain-Python reference
+(``reference_drop_dtw``) and a compiled twin (``drop_dtw_many``, ``drop_dtw_candidates``)
+that agree exactly.
 """
 
 from __future__ import annotations
@@ -379,3 +384,223 @@ def _align_batch(flat, starts, steps, frames, left, up, subsequence, scores, len
             paths[path_starts[i] : path_starts[i + 1]],
             trial,
         )
+
+
+# ---- Drop-DTW: frames may be dropped at a cost (after Dvornik et al., NeurIPS 2021) ----
+#
+# Every frame is either matched to one step (it earns A[k, t]) or dropped (it earns the
+# drop value b); the matched frames go to the steps in order, every step gets at least one
+# frame. ``contiguous`` (the original code's default): a step's frames form one run, no
+# frame is dropped between two frames of the same step. The DP, in gains (the original
+# minimises costs; gains are costs with the sign flipped):
+#
+#   P[t]    = t * b                                  (frames 0..t-1 all dropped; a running sum)
+#   M[k, t] = A[k, t] + max(C[k, t-1], G[k-1, t-1])  (frame t matched to step k; C = M if
+#                                                     contiguous else G; G[-1, t-1] = P[t])
+#   G[k, t] = max(M[k, t], G[k, t-1] + b)            (steps 0..k placed, frame t matched or dropped)
+#
+# The optimum is G[K-1, T-1], and the score is G[K-1, T-1] / T: each frame adds exactly one
+# term (its affinity, or b), so the score is a mean over frames, comparable across scripts
+# of any length (like ``segment``), and it is exactly the quantity the DP maximises. (The
+# mean affinity over matched cells alone would reward dropping all but one frame per step.)
+# Ties: a matched frame beats a dropped one, continuing a step beats starting it.
+# With T < K no step can have a frame of its own: the ``segment`` rule for T < K applies
+# (each step one frame, frames in order, every frame used, no drops, score = sum / K).
+#
+# By default b is a percentile of the matrix's own affinities, as in the original code
+# ("keep_percentile"): b = the affinity exceeded by ``keep_percentile`` % of the cells, i.e.
+# the ``keep_percentile``-th percentile of the match costs 1 - A (numpy's linear interpolation).
+# ``drops`` gives b explicitly instead (e.g. one fixed affinity for every candidate).
+
+DROP_KEEP_PERCENTILE = 30.0
+
+
+@dataclass(frozen=True, eq=False)
+class DropAlignment(Alignment):
+    """A Drop-DTW alignment: ``path`` holds the matched cells only; ``drop`` is the value each dropped frame earned."""
+
+    drop: float = 0.0
+
+    @property
+    def dropped(self) -> int:
+        """How many frames were dropped."""
+        return self.affinity.shape[1] - len(self.path) if self.affinity.shape[1] >= self.affinity.shape[0] else 0
+
+
+def drop_value(matrix: np.ndarray, keep_percentile: float = DROP_KEEP_PERCENTILE) -> float:
+    """The drop value b of one affinity matrix: the affinity exceeded by ``keep_percentile`` % of its cells."""
+    if not 0.0 <= keep_percentile <= 100.0:
+        raise ValueError(f"keep_percentile must lie in [0, 100], got {keep_percentile}")
+    return float(np.percentile(matrix, 100.0 - keep_percentile))
+
+
+def drop_dtw_candidates(
+    frames: np.ndarray,
+    candidates: Sequence[np.ndarray],
+    *,
+    logit_scale: float,
+    logit_bias: float,
+    smooth: int = 0,
+    keep_percentile: float = DROP_KEEP_PERCENTILE,
+    drop_affinity: float | None = None,
+    contiguous: bool = True,
+    labels: Sequence[str] | None = None,
+) -> list[DropAlignment]:
+    """Drop-DTW of one video with each candidate's steps, on the same affinities as ``align_candidates``.
+
+    The drop value of each candidate is ``drop_affinity`` when given, else its matrix's ``drop_value``.
+    """
+    if not candidates:
+        return []
+    frames = check_rows(frames, "frames")
+    names = labels if labels is not None else [f"steps of candidate {i}" for i in range(len(candidates))]
+    steps = [check_rows(s, name, frames.shape[1]) for s, name in zip(candidates, names, strict=True)]
+    stacked = _affinity(moving_average(frames, smooth), np.concatenate(steps), logit_scale, logit_bias)
+    bounds = np.cumsum([0] + [len(s) for s in steps])
+    matrices = [stacked[start:stop] for start, stop in pairwise(bounds)]
+    drops = None if drop_affinity is None else [drop_affinity] * len(matrices)
+    return drop_dtw_many(matrices, keep_percentile, drops=drops, contiguous=contiguous, check=False)
+
+
+def drop_dtw_many(
+    matrices: Sequence[np.ndarray],
+    keep_percentile: float = DROP_KEEP_PERCENTILE,
+    *,
+    drops: Sequence[float] | None = None,
+    contiguous: bool = True,
+    check: bool = True,
+) -> list[DropAlignment]:
+    """Drop-DTW of many affinity matrices in one compiled call; ``drops`` overrides the percentile rule."""
+    if check:
+        matrices = [check_rows(m, f"affinity matrix {i}") for i, m in enumerate(matrices)]
+    if not matrices:
+        return []
+    if drops is None:
+        drops = [drop_value(m, keep_percentile) for m in matrices]
+    drops = np.asarray(drops, dtype=np.float64)
+    if drops.shape != (len(matrices),) or not np.isfinite(drops).all():
+        raise AlignmentInputError(f"drops: expected {len(matrices)} finite values, got {drops}")
+    steps = np.array([m.shape[0] for m in matrices], dtype=np.int64)
+    frames = np.array([m.shape[1] for m in matrices], dtype=np.int64)
+    short = frames < steps  # the segment rule: no frame of its own for every step
+    results: list[DropAlignment | None] = [None] * len(matrices)
+    for i, a in zip(np.flatnonzero(short), align_many([matrices[i] for i in np.flatnonzero(short)], "segment", check=False)):
+        results[i] = DropAlignment(a.score, a.path, a.affinity, float(drops[i]))
+    keep = np.flatnonzero(~short)
+    if len(keep):
+        starts = np.concatenate(([0], np.cumsum(steps[keep] * frames[keep])))
+        path_starts = np.concatenate(([0], np.cumsum(frames[keep])))  # at most one matched cell per frame
+        scores = np.empty(len(keep))
+        lengths = np.empty(len(keep), dtype=np.int64)
+        paths = np.empty((path_starts[-1], 2), dtype=np.int64)
+        cells = (steps[keep] * frames[keep]).max()
+        flat = np.concatenate([matrices[i].ravel() for i in keep], dtype=np.float64)
+        _drop_batch(flat, starts, steps[keep], frames[keep], drops[keep], contiguous, scores, lengths, path_starts, paths, np.empty(cells), np.empty(cells))
+        for j, i in enumerate(keep):
+            path = paths[path_starts[j] : path_starts[j] + lengths[j]]
+            results[i] = DropAlignment(float(scores[j]), path, matrices[i], float(drops[i]))
+    return results  # type: ignore[return-value]
+
+
+def reference_drop_dtw(matrix: np.ndarray, drop: float, contiguous: bool = True) -> DropAlignment:
+    """The slow twin of ``drop_dtw_many`` for one matrix and one drop value b, in plain Python."""
+    matrix = check_rows(matrix, "affinity matrix")
+    if matrix.shape[1] < matrix.shape[0]:
+        a = reference_align(matrix, "segment")
+        return DropAlignment(a.score, a.path, matrix, float(drop))
+    a, b = matrix.tolist(), float(drop)
+    steps, frames = len(a), len(a[0])
+    prefix = [0.0]  # prefix[t]: frames 0..t-1 all dropped
+    for _ in range(frames):
+        prefix.append(prefix[-1] + b)
+    matched = [[-math.inf] * frames for _ in range(steps)]  # M
+    placed = [[-math.inf] * frames for _ in range(steps)]  # G
+    for k in range(steps):
+        for t in range(frames):
+            previous = (matched if contiguous else placed)[k][t - 1] if t > 0 else -math.inf
+            start = (prefix[t] if k == 0 else placed[k - 1][t - 1] if t > 0 else -math.inf)
+            matched[k][t] = a[k][t] + max(previous, start)
+            placed[k][t] = max(matched[k][t], placed[k][t - 1] + b if t > 0 else -math.inf)
+    path, k, t, in_match = [], steps - 1, frames - 1, False
+    while k >= 0 and t >= 0:
+        if not in_match:  # state G: was frame t matched or dropped?
+            if matched[k][t] >= (placed[k][t - 1] + b if t > 0 else -math.inf):
+                in_match = True
+            else:
+                t -= 1
+            continue
+        path.append((k, t))  # state M: frame t matched to step k; where did the path come from?
+        previous = (matched if contiguous else placed)[k][t - 1] if t > 0 else -math.inf
+        start = (prefix[t] if k == 0 else placed[k - 1][t - 1] if t > 0 else -math.inf)
+        if previous < start:
+            k -= 1
+        in_match = previous >= start and contiguous
+        t -= 1
+    return DropAlignment(placed[steps - 1][frames - 1] / frames, np.array(path[::-1], dtype=np.int64).reshape(-1, 2), matrix, b)
+
+
+@numba.njit(nogil=True, cache=False)
+def _drop_batch(flat, starts, steps, frames, drops, contiguous, scores, lengths, path_starts, paths, matched, placed):
+    """Drop-DTW of matrix i = flat[starts[i]:starts[i+1]] (steps[i] x frames[i], frames >= steps) with drop value drops[i].
+
+    Follows ``reference_drop_dtw`` operation by operation (same sums in the same order, same
+    comparisons), so scores and paths agree exactly. ``matched`` and ``placed`` are scratch
+    tables for the largest matrix.
+    """
+    for i in range(len(steps)):
+        K, T, b = steps[i], frames[i], drops[i]
+        a = flat[starts[i] : starts[i + 1]].reshape((K, T))
+        m = matched[: K * T].reshape((K, T))
+        g = placed[: K * T].reshape((K, T))
+        for k in range(K):
+            prefix = 0.0
+            for t in range(T):
+                if t == 0:
+                    previous = -np.inf
+                elif contiguous:
+                    previous = m[k, t - 1]
+                else:
+                    previous = g[k, t - 1]
+                if k == 0:
+                    start = prefix
+                elif t > 0:
+                    start = g[k - 1, t - 1]
+                else:
+                    start = -np.inf
+                m[k, t] = a[k, t] + max(previous, start)
+                g[k, t] = max(m[k, t], g[k, t - 1] + b if t > 0 else -np.inf)
+                prefix += b
+        scores[i] = g[K - 1, T - 1] / T
+        out = paths[path_starts[i] :]
+        n, k, t, in_match = 0, K - 1, T - 1, False
+        while k >= 0 and t >= 0:
+            if not in_match:
+                if m[k, t] >= (g[k, t - 1] + b if t > 0 else -np.inf):
+                    in_match = True
+                else:
+                    t -= 1
+                continue
+            out[n, 0], out[n, 1] = k, t
+            n += 1
+            if t == 0:
+                previous = -np.inf
+            elif contiguous:
+                previous = m[k, t - 1]
+            else:
+                previous = g[k, t - 1]
+            if k == 0:
+                start = t * 0.0
+                for _ in range(t):
+                    start += b
+            elif t > 0:
+                start = g[k - 1, t - 1]
+            else:
+                start = -np.inf
+            if previous < start:
+                k -= 1
+            in_match = previous >= start and contiguous
+            t -= 1
+        for j in range(n // 2):
+            for c in range(2):
+                out[j, c], out[n - 1 - j, c] = out[n - 1 - j, c], out[j, c]
+        lengths[i] = n

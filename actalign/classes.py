@@ -7,9 +7,13 @@ The classes file is YAML or JSON, either a list of classes or ``{"classes": [...
         action: Axe kick
         domain: taekwondo         # optional
         steps: ["raise the leg straight up", "bring the heel down"]
+        attributes: ["raised leg", "heel strike"]   # optional, for attribute-saliency
+        subtexts: ["This action is ..."]            # optional, for storyboard
 
-Steps are optional here because the script *provider* decides where steps come
-from (see ``actalign.scripts``); the file provider requires them.
+Texts are optional here because the script *provider* decides where they come
+from (see ``actalign.scripts``); the file provider requires steps. The three
+kinds of text (``TEXT_KINDS``) are handled alike: hand-written when the file
+has them, else written by the LLM provider with the kind's prompt template.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ import yaml
 from actalign.errors import InputError
 
 
+TEXT_KINDS = ("steps", "attributes", "subtexts")  # the ordered script, attribute keywords, storyboard sub-texts
+
+
 @dataclass(frozen=True)
 class ClassSpec:
     """One candidate action class."""
@@ -33,6 +40,12 @@ class ClassSpec:
     action: str
     domain: str | None
     steps: tuple[str, ...] | None
+    attributes: tuple[str, ...] | None = None
+    subtexts: tuple[str, ...] | None = None
+
+    def texts(self, kind: str) -> tuple[str, ...] | None:
+        """The hand-written texts of one kind (``TEXT_KINDS``), None when the file has none."""
+        return getattr(self, kind)
 
     def domain_or(self, fallback: str | None) -> str | None:
         """The class's own domain, else the video's (a manifest row may name the sport)."""
@@ -79,14 +92,19 @@ def _parse_class(entry: Any, where: str) -> ClassSpec:
     if not class_id:
         raise InputError(f"{where}: cannot derive an id from action {action!r}; add an 'id'")
     domain = str(entry["domain"]).strip() if entry.get("domain") else None
-    steps = entry.get("steps")
-    if steps is not None:
-        if not isinstance(steps, list):
-            raise InputError(f"{where} ({class_id}): 'steps' must be a list of strings")
-        steps = tuple(str(step).strip() for step in steps)
-        if any(not step for step in steps):
-            raise InputError(f"{where} ({class_id}): a step is empty; remove it or write it out")
-    return ClassSpec(class_id=class_id, action=action, domain=domain, steps=steps)
+    texts = {kind: _text_list(entry.get(kind), kind, f"{where} ({class_id})") for kind in TEXT_KINDS}
+    return ClassSpec(class_id=class_id, action=action, domain=domain, **texts)
+
+
+def _text_list(value: Any, kind: str, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InputError(f"{where}: '{kind}' must be a list of strings")
+    texts = tuple(str(text).strip() for text in value)
+    if any(not text for text in texts):
+        raise InputError(f"{where}: an entry of '{kind}' is empty; remove it or write it out")
+    return texts
 
 
 def resolve_class(name: str, classes: dict[str, ClassSpec]) -> str | None:

@@ -14,7 +14,7 @@ from actalign.download import DownloadOptions
 from actalign.frames import DEFAULT_FPS
 from actalign.llm import LLMSettings
 from actalign.models import DEFAULT_MODEL
-from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES
+from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES, texts_needed
 
 DEFAULT_WORKDIR = Path("actalign-data")
 DEFAULT_SHARD_SIZE = 16  # videos per task: coarse enough that Prefect's per-task cost is noise
@@ -68,9 +68,18 @@ class RunConfig(BaseModel):
     llm: LLMSettings = Field(default_factory=LLMSettings, description="the LLM provider's settings (provider openai)")
     step_template: str = Field("{step} in {domain}", description="text encoded for a step (domain known)")
     name_template: str = Field("{action}", description="text encoded for a class name (mean-pool baseline)")
+    attribute_prompt: str = Field("attributes", description="prompt template for attribute keywords (attribute-saliency)")
+    subtext_prompt: str = Field("storyboard", description="prompt template for storyboard sub-texts (storyboard)")
     shard_size: int = Field(DEFAULT_SHARD_SIZE, ge=1, description="videos per task")
     workers: int = Field(2, ge=1, description="tasks running at once in this process")
     download: DownloadSettings = Field(default_factory=DownloadSettings, description="fetching remote videos")
+
+    def text_kinds(self) -> tuple[str, ...]:
+        """The kinds of class text the run's scorers need: always the steps (and the class name)."""
+        return ("steps", *sorted(texts_needed(self.scorers)))
+
+    def prompt_for(self, kind: str) -> str:
+        return {"steps": self.llm.prompt, "attributes": self.attribute_prompt, "subtexts": self.subtext_prompt}[kind]
 
     @model_validator(mode="after")
     def _inputs_given(self) -> RunConfig:
@@ -81,6 +90,8 @@ class RunConfig(BaseModel):
     @field_validator("scorers")
     @classmethod
     def _known_scorers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "all" in value:
+            return SCORER_NAMES
         unknown = [name for name in value if name not in SCORER_NAMES]
         if unknown:
             raise ValueError(f"unknown scorer(s) {unknown}; choose from {list(SCORER_NAMES)}")

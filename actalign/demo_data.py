@@ -89,6 +89,9 @@ def _class_entry(order: tuple[int, ...]) -> dict[str, object]:
         "action": ", then ".join(bare),
         "domain": DOMAIN,
         "steps": names,
+        # Order-free texts for attribute-saliency and storyboard: the same for every class, on purpose.
+        "attributes": sorted(word for name in bare for word in name.split()),
+        "subtexts": [f"This action is {name} on a grey background" for name in names],
     }
 
 

@@ -25,6 +25,9 @@ Semantics
   size is ``size`` whatever the rotation.
 * ``DECODE_STATS`` counts videos opened for decoding and frames decoded, so
   that callers can prove that a cached re-run decodes nothing.
+* ``iter_sampled_frames`` is the one implementation: it yields each sample as
+  soon as the decoder reaches it, so a 10-minute video never has all its
+  frames in memory; ``sample_frames`` collects it into arrays.
 """
 
 from __future__ import annotations
@@ -132,77 +135,147 @@ def sample_frames(
 
     ``obfuscation`` (ActionAtlas): polygons per 1-based frame number of the
     segment, blurred on the full-resolution source frame before it is resized.
+    All frames are held in memory: for long videos iterate ``iter_sampled_frames``.
     """
-    if not (math.isfinite(fps) and fps > 0):
-        raise InputError(f"fps must be a positive number, got {fps!r}")
-    height, width = size
-    if height <= 0 or width <= 0:
-        raise InputError(f"size must be two positive integers (H, W), got {size!r}")
-    path = _check_readable(path)
-    start = 0.0 if start_s is None else float(start_s)
-    if not start >= 0.0:
-        raise SegmentOutOfRangeError(f"{path}: start_s={start_s} is negative; give a start >= 0")
-    if end_s is not None and not end_s > start:
-        raise SegmentOutOfRangeError(
-            f"{path}: end_s={end_s} is not after start_s={start}; give an end later than the start"
-        )
-
-    with _open(path) as (container, stream):
-        declared = _declared_duration(container, stream)
-        if declared is not None and start >= declared:
-            raise SegmentOutOfRangeError(
-                f"{path}: start_s={start} is at or beyond the video's end ({declared:.3f} s); "
-                "fix the segment's start"
-            )
-        end = min(math.inf if end_s is None else float(end_s), math.inf if declared is None else declared)
-        source_fps = float(stream.average_rate) if stream.average_rate else 0.0
-        hook = make_transform(obfuscation, segment_start_s=start, fps=source_fps or fps) if obfuscation else None
-        if start > 0.0:
-            try:
-                container.seek(_to_timestamp(start, stream), stream=stream, backward=True, any_frame=False)
-            except av.FFmpegError as exc:
-                raise VideoDecodeError(f"{path}: cannot seek to {start} s ({exc}); re-encode the file") from exc
-
-        images: list[np.ndarray] = []
-        shown: VideoFrame | None = None  # the last frame decoded so far, displayed from its time on
-        shown_image: np.ndarray | None = None  # its RGB conversion, made when it is first sampled
-        shown_time = shown_end = 0.0
-        decoded = 0
-
-        def sample_until(limit: float) -> None:
-            """Sample ``shown`` at every pending instant before ``limit``."""
-            nonlocal shown_image
-            while start + len(images) / fps < limit:
-                if shown_image is None:
-                    shown_image = _to_rgb(shown, height, width, hook, shown_time)  # type: ignore[arg-type]
-                images.append(shown_image)
-
-        try:
-            for frame, frame_time, frame_end in _timed_frames(path, container, stream):
-                decoded += 1
-                if shown is not None:
-                    sample_until(min(frame_time, end))
-                    if start + len(images) / fps >= end:
-                        break
-                shown, shown_image, shown_time, shown_end = frame, None, frame_time, frame_end
-            else:  # stream exhausted: the last frame stays displayed until its end
-                end = min(end, shown_end)
-                if shown is not None:
-                    sample_until(end)
-        finally:
-            DECODE_STATS.add(1, decoded)
-
-    if not images:
-        raise SegmentOutOfRangeError(
-            f"{path}: start_s={start} is at or beyond the last decodable frame ({shown_end:.3f} s); "
-            "fix the segment's start"
-        )
+    frames = iter_sampled_frames(path, fps, size, start_s, end_s, obfuscation)
+    images = [image for _, image in frames]
     return SampledFrames(
         frames=np.stack(images),
         times_s=np.arange(len(images), dtype=np.float64) / fps,
-        source_fps=source_fps,
-        duration_s=end - start,
+        source_fps=frames.source_fps,
+        duration_s=frames.duration_s,
     )
+
+
+def iter_sampled_frames(
+    path: str | Path,
+    fps: float = DEFAULT_FPS,
+    size: tuple[int, int] | None = (224, 224),
+    start_s: float | None = None,
+    end_s: float | None = None,
+    obfuscation: Mapping[int, Sequence[Polygon]] | None = None,
+) -> SampledFrameIterator:
+    """``sample_frames`` one frame at a time: yields ``(t, image)`` as the decoder reaches each instant.
+
+    Same frames, times and errors as ``sample_frames`` (which is built on it),
+    but memory does not grow with the segment's length. Arguments are checked
+    at once (``InputError``, ``VideoNotFoundError``, a bad segment); the file is
+    opened on the first ``next()``, and decode errors surface there or later.
+    ``t`` is segment-relative (``i / fps``); ``image`` is uint8 (H, W, 3) RGB
+    at ``size`` (``None``: the upright source resolution, unresized). The same
+    array is yielded again when a frame is sampled at several instants: copy
+    it before writing into it. ``source_fps`` is known after the first frame,
+    ``duration_s`` once the iterator is exhausted. Close the iterator (or use
+    it as a context manager) to release the file early.
+    """
+    return SampledFrameIterator(path, fps, size, start_s, end_s, obfuscation)
+
+
+class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
+    """The iterator of ``iter_sampled_frames``; see there."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float,
+        size: tuple[int, int] | None,
+        start_s: float | None,
+        end_s: float | None,
+        obfuscation: Mapping[int, Sequence[Polygon]] | None,
+    ) -> None:
+        if not (math.isfinite(fps) and fps > 0):
+            raise InputError(f"fps must be a positive number, got {fps!r}")
+        if size is not None and not (size[0] > 0 and size[1] > 0):
+            raise InputError(f"size must be two positive integers (H, W), got {size!r}")
+        self.path = _check_readable(path)
+        start = 0.0 if start_s is None else float(start_s)
+        if not start >= 0.0:
+            raise SegmentOutOfRangeError(f"{self.path}: start_s={start_s} is negative; give a start >= 0")
+        if end_s is not None and not end_s > start:
+            raise SegmentOutOfRangeError(
+                f"{self.path}: end_s={end_s} is not after start_s={start}; give an end later than the start"
+            )
+        self.fps = float(fps)
+        self.size = size
+        self.start_s = start
+        self.end_s = None if end_s is None else float(end_s)
+        self.obfuscation = obfuscation
+        self.source_fps: float | None = None  # the stream's average frame rate (0.0 if unknown), once opened
+        self.duration_s: float | None = None  # the decoded segment's duration, once exhausted
+        self.count = 0  # samples yielded so far
+        self._frames = self._generate()
+
+    def __iter__(self) -> SampledFrameIterator:
+        return self
+
+    def __next__(self) -> tuple[float, np.ndarray]:
+        return next(self._frames)
+
+    def close(self) -> None:
+        """Stop decoding and close the file (also done when the iterator is exhausted or collected)."""
+        self._frames.close()
+
+    def __enter__(self) -> SampledFrameIterator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _generate(self) -> Iterator[tuple[float, np.ndarray]]:
+        path, fps, start = self.path, self.fps, self.start_s
+        height, width = self.size if self.size is not None else (None, None)
+        with _open(path) as (container, stream):
+            declared = _declared_duration(container, stream)
+            if declared is not None and start >= declared:
+                raise SegmentOutOfRangeError(
+                    f"{path}: start_s={start} is at or beyond the video's end ({declared:.3f} s); "
+                    "fix the segment's start"
+                )
+            end = min(math.inf if self.end_s is None else self.end_s, math.inf if declared is None else declared)
+            source_fps = float(stream.average_rate) if stream.average_rate else 0.0
+            self.source_fps = source_fps
+            obfuscation = self.obfuscation
+            hook = make_transform(obfuscation, segment_start_s=start, fps=source_fps or fps) if obfuscation else None
+            if start > 0.0:
+                try:
+                    container.seek(_to_timestamp(start, stream), stream=stream, backward=True, any_frame=False)
+                except av.FFmpegError as exc:
+                    raise VideoDecodeError(f"{path}: cannot seek to {start} s ({exc}); re-encode the file") from exc
+
+            shown: VideoFrame | None = None  # the last frame decoded so far, displayed from its time on
+            shown_image: np.ndarray | None = None  # its RGB conversion, made when it is first sampled
+            shown_time = shown_end = 0.0
+            decoded = 0
+            try:
+                for frame, frame_time, frame_end in _timed_frames(path, container, stream):
+                    decoded += 1
+                    if shown is not None:
+                        # Sample `shown` at every pending instant before the next frame (or the end).
+                        limit = min(frame_time, end)
+                        while start + self.count / fps < limit:
+                            if shown_image is None:
+                                shown_image = _to_rgb(shown, height, width, hook, shown_time)
+                            self.count += 1
+                            yield (self.count - 1) / fps, shown_image
+                        if start + self.count / fps >= end:
+                            break
+                    shown, shown_image, shown_time, shown_end = frame, None, frame_time, frame_end
+                else:  # stream exhausted: the last frame stays displayed until its end
+                    end = min(end, shown_end)
+                    while shown is not None and start + self.count / fps < end:
+                        if shown_image is None:
+                            shown_image = _to_rgb(shown, height, width, hook, shown_time)
+                        self.count += 1
+                        yield (self.count - 1) / fps, shown_image
+            finally:
+                DECODE_STATS.add(1, decoded)
+
+        if not self.count:
+            raise SegmentOutOfRangeError(
+                f"{path}: start_s={start} is at or beyond the last decodable frame ({shown_end:.3f} s); "
+                "fix the segment's start"
+            )
+        self.duration_s = end - start
 
 
 def _check_readable(path: str | Path) -> Path:
@@ -296,11 +369,14 @@ def _timed_frames(
         raise VideoDecodeError(f"{path}: no frame could be decoded; re-encode or replace the file")
 
 
-def _to_rgb(frame: VideoFrame, height: int, width: int, hook: FrameObfuscator | None = None, frame_time: float = 0.0) -> np.ndarray:
+def _to_rgb(
+    frame: VideoFrame, height: int | None, width: int | None, hook: FrameObfuscator | None = None, frame_time: float = 0.0
+) -> np.ndarray:
     """Convert and resize in one swscale call, then turn the image upright.
 
     A frame the obfuscation hook wants is converted at full resolution, turned
-    upright, blurred, and only then resized, so the blur is exact.
+    upright, blurred, and only then resized, so the blur is exact. ``height``
+    and ``width`` None: no resize (the upright source resolution).
     """
     quarter_turns = round(frame.rotation / 90) % 4  # counter-clockwise, as the display matrix says
     if hook is not None and hook.wants(frame_time):

@@ -9,7 +9,9 @@ keys and result rows need, so results of different checkpoints never mix.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import platform
 import re
 import threading
 import urllib.error
@@ -32,12 +34,16 @@ from actalign.tiny_model import BASE, TINY, UNTRAINED_MARKER, RandomTowerSize, r
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MODEL",
+    "PRECISIONS",
     "REGISTRY",
     "UNTRAINED_BANNER",
     "Encoder",
     "ModelSpec",
+    "PendingFeatures",
     "choose_device",
+    "choose_precision",
     "clear_encoder_cache",
+    "default_batch_size",
     "hub_reachable",
     "load_encoder",
     "tiny_random_path",
@@ -93,8 +99,12 @@ UNTRAINED_BANNER = (
     "every score and accuracy in this run is meaningless (a smoke test, not a result)."
 )
 
-# Images per forward pass: CPU gains nothing beyond ~32; a GPU wants large batches.
+# Images per forward pass at 224 px: CPU gains nothing beyond ~32; a GPU wants large batches.
 DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 128}
+
+# What the towers compute in: float32 weights always; the others are autocast. "auto" picks per device.
+PRECISIONS = ("float32", "bfloat16", "float16", "auto")
+_AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -116,6 +126,47 @@ def choose_device(requested: str = "auto") -> str:
             )
         return device
     raise InputError(f"Unknown device {requested!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
+
+
+def _cpu_has_fast_bf16() -> bool:
+    """True when oneDNN runs bfloat16 natively here (AVX512-BF16 or AMX); else bf16 on CPU is emulated and slow."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def choose_precision(device: str, requested: str = "float32") -> str:
+    """Resolve ``auto`` to the fastest autocast dtype the device supports; refuse unknown names.
+
+    ``auto``: cuda -> bfloat16 where the GPU supports it (Ampere and later), else
+    float16; cpu -> bfloat16 where oneDNN has native bf16 (AVX512-BF16/AMX: about
+    2x faster than float32 for SigLIP base here), else float32.
+    """
+    name = requested.strip().lower()
+    if name not in PRECISIONS:
+        raise InputError(f"Unknown precision {requested!r}: use one of {', '.join(PRECISIONS)}.")
+    kind = device.split(":")[0]
+    if name == "auto":
+        if kind == "cuda":
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return "bfloat16" if _cpu_has_fast_bf16() else "float32"
+    return name
+
+
+def default_batch_size(device: str, image_size: tuple[int, int] = (224, 224)) -> int:
+    """Images per forward pass when the caller gives none.
+
+    CPU: 32 whatever the model (throughput is flat beyond it, and latency per
+    batch stays a few seconds). GPU: 128 at 224 px, scaled by the pixel count for
+    larger inputs (so400m at 384 px: 32), a power of two, at least 16.
+    """
+    kind = device.split(":")[0]
+    base = DEFAULT_BATCH_SIZE[kind]
+    if kind == "cpu":
+        return base
+    scaled = base * (224 * 224) / (image_size[0] * image_size[1])
+    return int(max(16, min(base, 2 ** round(math.log2(scaled)))))
 
 
 def _offline_env() -> bool:
@@ -148,8 +199,33 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
     return bool(answered and answered[0])
 
 
+class PendingFeatures:
+    """Image features being computed: ``result()`` waits (on cuda) and returns float32 (N, embed_dim).
+
+    On the CPU the work is already done when this is made. On cuda the features
+    are copied into pinned host memory without blocking, and an event marks
+    when the copy (and so the batch's host input buffer's upload) is complete.
+    """
+
+    def __init__(self, features: torch.Tensor, event: torch.cuda.Event | None = None) -> None:
+        self._features = features
+        self._event = event
+
+    def done(self) -> bool:
+        return self._event is None or self._event.query()
+
+    def result(self) -> np.ndarray:
+        if self._event is not None:
+            self._event.synchronize()
+        return self._features.numpy()
+
+
 class Encoder:
-    """A loaded SigLIP with batched, inference-only image and text towers."""
+    """A loaded SigLIP with batched, inference-only image and text towers.
+
+    Thread-safe: one lock serialises forward passes, so several tasks sharing
+    the process's encoder take turns instead of oversubscribing the cores.
+    """
 
     def __init__(
         self,
@@ -162,8 +238,10 @@ class Encoder:
         fingerprint: str,
         trained: bool,
         device: str,
-        bf16: bool,
-        batch_size: int,
+        bf16: bool = False,
+        batch_size: int | None = None,
+        precision: str | None = None,
+        compile: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -173,8 +251,9 @@ class Encoder:
         self.fingerprint = fingerprint
         self.trained = trained
         self.device = device
-        self.dtype_name = "bfloat16" if bf16 else "float32"
-        self.batch_size = batch_size
+        # Part of every cache key: results of different precisions never mix.
+        self.dtype_name = choose_precision(device, precision or ("bfloat16" if bf16 else "float32"))
+        self.compiled = compile
 
         config = model.config
         self.embed_dim: int = config.vision_config.hidden_size
@@ -184,33 +263,113 @@ class Encoder:
         if size.get("height") is None or size.get("width") is None:
             raise ModelNotFoundError(f"{model_ref!r}: its image processor has no fixed height/width; not a SigLIP.")
         self.image_size: tuple[int, int] = (int(size["height"]), int(size["width"]))
+        self.batch_size = batch_size if batch_size is not None else default_batch_size(device, self.image_size)
         self.text_max_length: int = config.text_config.max_position_embeddings
         self.logit_scale: float = float(model.logit_scale.detach().float().cpu().item())
         self.logit_bias: float = float(model.logit_bias.detach().float().cpu().item())
 
         self._autocast_device = device.split(":")[0]
+        self._autocast_dtype = _AUTOCAST_DTYPES.get(self.dtype_name)
+        self._pinned = self._autocast_device == "cuda"  # pinned host buffers and non-blocking copies
         self._mean = torch.as_tensor(image_processor.image_mean, dtype=torch.float32, device=device).reshape(-1, 1, 1)
         self._std = torch.as_tensor(image_processor.image_std, dtype=torch.float32, device=device).reshape(-1, 1, 1)
+        self._lock = threading.Lock()
+
+        def image_tower(pixel_values: torch.Tensor) -> torch.Tensor:
+            return model.get_image_features(pixel_values=pixel_values).pooler_output
+
+        # torch.compile is lazy: the first batch compiles (~30 s for the tiny model on this CPU), the
+        # first batch of another size recompiles once with a dynamic batch dimension.
+        self._image_tower = torch.compile(image_tower) if compile else image_tower
+
+    def settings(self) -> dict[str, object]:
+        """What this encoder runs with, for run records and benchmark output."""
+        kind = self._autocast_device
+        if kind == "cuda":
+            device_name = torch.cuda.get_device_name(torch.device(self.device))
+        else:
+            device_name = _cpu_name()
+        return {
+            "model": self.model_ref,
+            "model_id": self.model_id,
+            "fingerprint": self.fingerprint,
+            "trained": self.trained,
+            "device": self.device,
+            "device_name": device_name,
+            "dtype": self.dtype_name,  # weights stay float32; anything else is autocast
+            "autocast": self._autocast_dtype is not None,
+            "batch_size": self.batch_size,
+            "image_size": list(self.image_size),
+            "compile": self.compiled,
+            "inference_mode": True,
+            "pinned_memory": self._pinned,
+            "torch_threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads(),
+            "torch_version": torch.__version__,
+        }
 
     @contextmanager
     def _inference(self) -> Iterator[None]:
         with (
             torch.inference_mode(),
-            torch.autocast(self._autocast_device, dtype=torch.bfloat16, enabled=self.dtype_name == "bfloat16"),
+            torch.autocast(
+                self._autocast_device,
+                dtype=self._autocast_dtype or torch.bfloat16,
+                enabled=self._autocast_dtype is not None,
+            ),
         ):
             yield
+
+    def _normalise(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, 3) on the host -> pixel values (N, 3, H, W) on the device, as the image processor computes them.
+
+        The upload is uint8 (a quarter of float32's bytes), non-blocking from pinned memory;
+        rescaling and normalisation run on the device.
+        """
+        pixels = frames.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        pixels = pixels.clone() if pixels.dtype == torch.float32 else pixels.float()  # never the caller's memory: in place below
+        if self.image_processor.do_rescale:
+            pixels.mul_(self.image_processor.rescale_factor)
+        if self.image_processor.do_normalize:
+            pixels.sub_(self._mean).div_(self._std)
+        return pixels
 
     def preprocess_images(self, frames: np.ndarray) -> torch.Tensor:
         """Pixel values on the device. Frames already at ``image_size`` skip PIL: same numbers, much faster."""
         if tuple(frames.shape[1:3]) == self.image_size:
-            pixels = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
-            if self.image_processor.do_rescale:
-                pixels = pixels * self.image_processor.rescale_factor
-            if self.image_processor.do_normalize:
-                pixels = (pixels - self._mean) / self._std
-            return pixels
+            return self._normalise(torch.from_numpy(np.ascontiguousarray(frames)))
         batch = self.image_processor(images=list(frames), return_tensors="pt", input_data_format="channels_last")
         return batch.pixel_values.to(self.device)
+
+    def new_batch_buffer(self, rows: int | None = None) -> torch.Tensor:
+        """A host buffer for one batch of frames: uint8 (rows or batch_size, H, W, 3), pinned on cuda.
+
+        Fill it through ``buffer.numpy()`` and pass ``buffer[:n]`` to ``submit_images``.
+        """
+        shape = (rows or self.batch_size, *self.image_size, 3)
+        return torch.empty(shape, dtype=torch.uint8, pin_memory=self._pinned)
+
+    def submit_images(self, frames: torch.Tensor | np.ndarray) -> PendingFeatures:
+        """Start encoding uint8 frames (N, H, W, 3) at ``image_size``, N at most a few batches.
+
+        CPU: runs now. cuda: queues the upload, the forward pass and the copy
+        back, and returns at once, so the caller can fill the next batch while
+        the GPU works. A pinned input buffer must not be refilled before this
+        batch's ``result()`` (or ``done()``) says it is finished.
+        """
+        if isinstance(frames, np.ndarray):
+            frames = torch.from_numpy(np.ascontiguousarray(frames))
+        if tuple(frames.shape[1:3]) != self.image_size or frames.dtype != torch.uint8 or frames.shape[-1] != 3:
+            raise ValueError(f"submit_images wants uint8 frames (N, {self.image_size[0]}, {self.image_size[1]}, 3), got {frames.dtype} {tuple(frames.shape)}")
+        with self._lock, self._inference():
+            features = self._image_tower(self._normalise(frames)).float()
+            if not self._pinned:
+                return PendingFeatures(features)
+            host = torch.empty(features.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(features, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(torch.device(self.device)))
+            return PendingFeatures(host, event)
 
     def embed_images(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB frames (N, H, W, 3) -> float32 (N, embed_dim), not normalised."""
@@ -219,9 +378,13 @@ class Encoder:
             raise ValueError(f"embed_images wants a uint8 array (N, H, W, 3), got {got}")
         out = [np.zeros((0, self.embed_dim), np.float32)]
         for start in range(0, len(frames), self.batch_size):
-            pixels = self.preprocess_images(frames[start : start + self.batch_size])
-            with self._inference():
-                features = self.model.get_image_features(pixel_values=pixels).pooler_output
+            chunk = frames[start : start + self.batch_size]
+            if tuple(chunk.shape[1:3]) == self.image_size:
+                out.append(self.submit_images(chunk).result())
+                continue
+            pixels = self.preprocess_images(chunk)  # other sizes: the image processor's PIL resize
+            with self._lock, self._inference():
+                features = self._image_tower(pixels)
             out.append(features.float().cpu().numpy())
         return np.concatenate(out)
 
@@ -239,33 +402,44 @@ class Encoder:
         out = [np.zeros((0, self.embed_dim), np.float32)]
         for start in range(0, len(texts), self.batch_size):
             input_ids = self.tokenize(texts[start : start + self.batch_size])
-            with self._inference():
+            with self._lock, self._inference():
                 features = self.model.get_text_features(input_ids=input_ids).pooler_output
             out.append(features.float().cpu().numpy())
         return np.concatenate(out)
 
 
 _LOAD_LOCK = threading.Lock()
-_ENCODERS: dict[tuple[str, str, int, bool], Encoder] = {}
+_ENCODERS: dict[tuple[str, str, int | None, str, bool], Encoder] = {}
 
 
 def load_encoder(
-    model: str = DEFAULT_MODEL, device: str = "auto", batch_size: int | None = None, bf16: bool = False
+    model: str = DEFAULT_MODEL,
+    device: str = "auto",
+    batch_size: int | None = None,
+    bf16: bool = False,
+    *,
+    precision: str | None = None,
+    compile: bool = False,
 ) -> Encoder:
     """Load once per process and argument set; thread-safe.
 
     ``model`` is a registry name, a Hugging Face hub id or a folder with a saved SigLIP.
-    ``batch_size`` defaults to ``DEFAULT_BATCH_SIZE`` of the device type.
+    ``batch_size`` defaults to ``default_batch_size`` of the device and the model's input size.
+    ``precision``: ``float32``, ``bfloat16``, ``float16`` (autocast; weights stay float32) or
+    ``auto`` (``choose_precision``); when None, ``bf16`` picks bfloat16 or float32.
+    ``compile``: ``torch.compile`` the image tower (off by default: the first batch then takes
+    tens of seconds to compile; worth it for long runs on a GPU).
     """
     resolved_device = choose_device(device)
-    if batch_size is None:
-        batch_size = DEFAULT_BATCH_SIZE[resolved_device.split(":")[0]]
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
-    key = (model, resolved_device, batch_size, bf16)
+    if batch_size is None and resolved_device.split(":")[0] == "cpu":
+        batch_size = DEFAULT_BATCH_SIZE["cpu"]  # known before loading: one cache entry with an explicit 32
+    resolved_precision = choose_precision(resolved_device, precision or ("bfloat16" if bf16 else "float32"))
+    key = (model, resolved_device, batch_size, resolved_precision, bool(compile))
     with _LOAD_LOCK:
         if key not in _ENCODERS:
-            _ENCODERS[key] = _load(model, resolved_device, batch_size, bf16)
+            _ENCODERS[key] = _load(model, resolved_device, batch_size, resolved_precision, bool(compile))
         return _ENCODERS[key]
 
 
@@ -326,7 +500,7 @@ def _hub_folder(hub_id: str) -> Path:
     return Path(config_path).parent
 
 
-def _load(ref: str, device: str, batch_size: int, bf16: bool) -> Encoder:
+def _load(ref: str, device: str, batch_size: int | None, precision: str, compile: bool) -> Encoder:
     target = _resolve(ref)
     local_only, hub_problem = _hub_access() if target.is_hub else (True, None)
     try:
@@ -348,9 +522,21 @@ def _load(ref: str, device: str, batch_size: int, bf16: bool) -> Encoder:
         fingerprint=_fingerprint(folder),
         trained=target.registry_trained and not (folder / UNTRAINED_MARKER).exists(),
         device=device,
-        bf16=bf16,
         batch_size=batch_size,
+        precision=precision,
+        compile=compile,
     )
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _load_failure(ref: str, target: _Target, hub_problem: str | None, exc: Exception) -> str:

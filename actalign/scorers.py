@@ -6,7 +6,15 @@ for all candidates of a video at once (one matrix product, one compiled call).
 Embeddings arrive as the towers return them (not normalised); each scorer
 normalises what it needs. Higher scores mean a better match; a video's
 prediction is its best-scoring candidate. Bad embeddings (empty, NaN/inf,
-mismatched dimension) raise ``AlignmentInputError``, an ``ItemError``.
+mismatched dimension) raise ``AlignmentInputError``, an ``ItemError``; a scorer
+that needs texts a class does not have (attributes, sub-texts) raises
+``MissingTextsError``, an ``ItemError`` too. ``REQUIRED_TEXTS`` says which
+scorer needs which.
+
+Notation: f_t the L2-normalised frame embeddings (T x d), c the normalised
+class-name embedding, kappa = exp(logit_scale) of the checkpoint.
+
+The paper's baseline and method, and the alignment variants:
 
 - ``mean-pool`` (the paper's baseline): cosine of the mean of the L2-normalised
   frame embeddings with the class-name text embedding (each normalised on its own).
@@ -16,28 +24,74 @@ mismatched dimension) raise ``AlignmentInputError``, an ``ItemError``.
 - ``actalign-subsequence``: open begin and end in time; the path of best mean.
 - ``actalign-segment``: each frame assigned to one step, in order; mean over frames.
 
-The alignment math, its modes and their limits are in ``actalign.align``.
+Baselines and the scoring cores of related systems, training-free (each class's
+docstring says what it keeps and what it replaces):
+
+- ``max-pool``: element-wise max of the frames, cosine with c.
+- ``attribute-saliency`` (Kim, Kim & Lee; BIKE's video concept spotting): frames
+  weighted by how strongly the class's attribute keywords spot them.
+  ``attribute-saliency-augmented`` compares with c plus the mean attribute.
+- ``storyboard`` (Liu et al. 2024): coarse and fine frame weights from the class
+  text and its storyboard sub-texts.
+- ``drop-dtw`` (Dvornik et al. 2021): steps aligned in order, frames may be dropped;
+  the drop value is a percentile of the candidate's affinities (the original's rule).
+  ``drop-dtw-calibrated``: the drop value is the fixed affinity 0.5.
+- ``ost`` (Chen et al. 2024): optimal transport between frames and sub-texts.
+
+The alignment math, its modes and their limits are in ``actalign.align``; the
+pooling and transport math in ``actalign.pooling``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from actalign.align import MODES, align_candidates, check_rows, l2_normalise
-from actalign.errors import InputError
+from actalign import pooling
+from actalign.align import (
+    DROP_KEEP_PERCENTILE,
+    MODES,
+    AlignmentInputError,
+    align_candidates,
+    check_rows,
+    drop_dtw_candidates,
+    l2_normalise,
+)
+from actalign.errors import InputError, ItemError
 
 
 @dataclass(frozen=True)
 class ClassTexts:
-    """A class's embedded texts: its steps in order (K x d) and its name (d,)."""
+    """A class's embedded texts, as the text tower returns them (each row is normalised by the scorers).
+
+    - ``steps``: its script, in order (K x d);
+    - ``name``: its name (d,);
+    - ``attributes``: optional, ~8 attribute keywords, each embedded on its own (J x d);
+    - ``subtexts``: optional, ~4 storyboard sub-texts, each embedded on its own (M x d).
+    """
 
     class_id: str
     steps: np.ndarray
     name: np.ndarray
+    attributes: np.ndarray | None = None
+    subtexts: np.ndarray | None = None
+
+
+class MissingTextsError(ItemError, ValueError):
+    """A scorer needs texts (attributes, sub-texts) that a candidate class does not have."""
+
+
+# What each kind of optional text is, for the error that asks for it.
+_TEXT_KINDS = {
+    "attributes": "attribute keywords (about 8 short words or phrases naming the objects, body parts, "
+    "motions and qualities that mark the action, each embedded on its own: a J x d array)",
+    "subtexts": "storyboard sub-texts (about 4 short sentences, each describing one visible moment "
+    "of the action, each embedded on its own: an M x d array)",
+}
 
 
 @dataclass(frozen=True)
@@ -50,7 +104,7 @@ class Calibration:
 
 @dataclass(frozen=True)
 class Score:
-    """A (video, candidate) score; path_len: cells on the alignment path (None for mean-pool)."""
+    """A (video, candidate) score; path_len: cells on the alignment path (None for the order-free scorers)."""
 
     score: float
     path_len: int | None = None
@@ -72,6 +126,32 @@ class _OneOfMany:
         return self.score_many(frames, [texts], calibration)[0]
 
 
+def _names(frames: np.ndarray, candidates: Sequence[ClassTexts]) -> np.ndarray:
+    """The candidates' name embeddings, checked against the frames and L2-normalised (n x d)."""
+    return l2_normalise(
+        np.concatenate([check_rows(np.reshape(c.name, (1, -1)), f"name of {c.class_id!r}", frames.shape[1]) for c in candidates])
+    )
+
+
+def _texts(scorer: str, frames: np.ndarray, candidate: ClassTexts, field: str) -> np.ndarray:
+    """A candidate's optional texts (``field``), checked and L2-normalised; MissingTextsError when absent."""
+    rows = getattr(candidate, field)
+    if rows is None:
+        raise MissingTextsError(
+            f"scorer {scorer!r} needs the {field} of class {candidate.class_id!r} (ClassTexts.{field}), and it has none: "
+            f"generate and embed its {_TEXT_KINDS[field]}"
+        )
+    return l2_normalise(check_rows(rows, f"{field} of {candidate.class_id!r}", frames.shape[1]))
+
+
+def _kappa(calibration: Calibration) -> float:
+    """exp(logit_scale): the checkpoint's inverse temperature."""
+    scale = calibration.logit_scale
+    if not (math.isfinite(scale) and math.isfinite(calibration.logit_bias)) or scale > 700:
+        raise AlignmentInputError(f"calibration must be finite, got logit_scale={scale}, logit_bias={calibration.logit_bias}")
+    return math.exp(scale)
+
+
 @dataclass(frozen=True)
 class MeanPool(_OneOfMany):
     name: str = "mean-pool"
@@ -80,9 +160,28 @@ class MeanPool(_OneOfMany):
         if not candidates:
             return []
         frames = check_rows(frames, "frames")
-        names = np.concatenate([check_rows(np.reshape(c.name, (1, -1)), f"name of {c.class_id!r}", frames.shape[1]) for c in candidates])
+        names = _names(frames, candidates)
         video = l2_normalise(l2_normalise(frames).sum(axis=0))  # the direction of the mean
-        return [Score(float(cosine)) for cosine in l2_normalise(names) @ video]
+        return [Score(float(cosine)) for cosine in names @ video]
+
+
+@dataclass(frozen=True)
+class MaxPool(_OneOfMany):
+    """Element-wise max over time of the L2-normalised frames, then cosine with the class name.
+
+    A classic order-free baseline beside mean-pool: a feature present in a few frames
+    only survives the max, where the mean dilutes it.
+    """
+
+    name: str = "max-pool"
+
+    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
+        if not candidates:
+            return []
+        frames = check_rows(frames, "frames")
+        names = _names(frames, candidates)
+        video = l2_normalise(l2_normalise(frames).max(axis=0))
+        return [Score(float(cosine)) for cosine in names @ video]
 
 
 @dataclass(frozen=True)
@@ -113,15 +212,242 @@ class ActAlign(_OneOfMany):
         return [Score(a.score, a.path_len) for a in alignments]
 
 
+@dataclass(frozen=True)
+class DropDTW(_OneOfMany):
+    """Drop-DTW (after Dvornik et al., "Drop-DTW: Aligning Common Signal Between Sequences
+    While Dropping Outliers", NeurIPS 2021) of the class's steps with the frames.
+
+    Every frame is matched to one step or dropped; the steps are matched in order, each to
+    at least one frame. A matched frame earns its affinity A[k, t] (``actalign.align.affinity``:
+    the checkpoint's sigmoid, the same as ``actalign``); a dropped frame earns the drop value b.
+    Score = the optimum / T: every frame adds one term, so scripts of any length compare
+    fairly, and the score is exactly what the DP maximises (the mean affinity over matched
+    cells alone would reward dropping all but one frame per step). Details, ties and the
+    T < K rule in ``actalign.align``.
+
+    The drop value b:
+    - by default, the original's percentile rule: b = the affinity exceeded by
+      ``keep_percentile`` % of this candidate's cells (default 30: the 30th percentile of
+      the match costs 1 - A, i.e. the 70th percentile of the affinities). It adapts to any
+      affinity scale, but b is then the candidate's own: it sits at the level of its
+      mismatches, so background frames that faintly resemble a step are matched, not
+      dropped (on the ``background`` proxy this scorer degrades like ``actalign``).
+    - ``drop_affinity`` (the ``drop-dtw-calibrated`` scorer: 0.5): a fixed b for every
+      candidate. The checkpoint's sigmoid is a calibrated match probability, so 0.5 means
+      "drop a frame that no step matches more likely than not"; the same for all
+      candidates, so dropped frames cost them all alike (this one keeps its accuracy on
+      the ``background`` proxy). It assumes a sigmoid-calibrated checkpoint (SigLIP).
+
+    Kept from the original: the DP (one-sided drops of video frames, the original's
+    step-localisation setting), a drop cost from a percentile of the match costs (its
+    "logit" drop cost; ``keep_percentile`` as in its code), ``contiguous`` (its default:
+    no drops inside a step's run of frames). Replaced: its costs (negative log of a softmax
+    over steps with a learned temperature) by the checkpoint's sigmoid affinities; no
+    learned drop cost (its "distractor" embedding); no training.
+    """
+
+    smoothing: int = 0
+    keep_percentile: float = DROP_KEEP_PERCENTILE
+    drop_affinity: float | None = None
+    contiguous: bool = True
+
+    def __post_init__(self) -> None:
+        if self.smoothing < 0 or not 0.0 <= self.keep_percentile <= 100.0:
+            raise ValueError(f"DropDTW needs smoothing >= 0 and keep_percentile in [0, 100], got {self.smoothing} and {self.keep_percentile}")
+        if self.drop_affinity is not None and not 0.0 <= self.drop_affinity <= 1.0:
+            raise ValueError(f"DropDTW's drop_affinity is an affinity in [0, 1], got {self.drop_affinity}")
+
+    @property
+    def name(self) -> str:
+        return "drop-dtw" if self.drop_affinity is None else "drop-dtw-calibrated"
+
+    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
+        alignments = drop_dtw_candidates(
+            frames,
+            [c.steps for c in candidates],
+            logit_scale=calibration.logit_scale,
+            logit_bias=calibration.logit_bias,
+            smooth=self.smoothing,
+            keep_percentile=self.keep_percentile,
+            drop_affinity=self.drop_affinity,
+            contiguous=self.contiguous,
+            labels=[f"steps of {c.class_id!r}" for c in candidates],
+        )
+        return [Score(a.score, a.path_len) for a in alignments]
+
+
+@dataclass(frozen=True)
+class AttributeSaliency(_OneOfMany):
+    """Attribute-driven temporal saliency (after Kim, Kim and Lee, "Enhancing Spatio-Temporal
+    Zero-shot Action Recognition with Language-driven Description Attributes"; its temporal
+    branch is BIKE's "video concept spotting", Wu et al. CVPR 2023).
+
+    S(t) = mean_j softmax_t(kappa <f_t, a_j>) over the class's attribute embeddings a_j;
+    v = normalise(sum_t S(t) f_t); score = cos(v, c), or with ``augmented`` cos(v, c*),
+    c* = normalise(c + mean_j a_j). The weights depend on the candidate: each candidate's
+    attributes look for their own evidence. As kappa -> 0, S is uniform and this is mean-pool.
+
+    Kept: attributes embedded on their own by the text tower; frames weighted by a
+    softmax over time of their similarity to the texts (concept spotting); the
+    class-level cosine. Replaced: the learned temperature by the checkpoint's kappa;
+    the trained spatio-temporal interaction modules and projection heads by identities
+    (frame embeddings are used as they are); the attribute extraction from LLM
+    descriptions by attribute keywords the pipeline generates directly.
+    """
+
+    augmented: bool = False
+
+    @property
+    def name(self) -> str:
+        return "attribute-saliency-augmented" if self.augmented else "attribute-saliency"
+
+    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
+        if not candidates:
+            return []
+        frames = check_rows(frames, "frames")
+        names = _names(frames, candidates)
+        kappa = _kappa(calibration)
+        unit_frames = l2_normalise(frames)
+        scores = []
+        for candidate, name in zip(candidates, names):
+            attributes = _texts(self.name, frames, candidate, "attributes")
+            video = pooling.pool(unit_frames, pooling.attribute_saliency(unit_frames, attributes, kappa))
+            query = l2_normalise(name + attributes.mean(axis=0)) if self.augmented else name
+            scores.append(Score(float(video @ query)))
+        return scores
+
+
+@dataclass(frozen=True)
+class Storyboard(_OneOfMany):
+    """Storyboard-guided pooling (after Liu et al., "Storyboard guided Alignment for
+    Fine-grained Video Action Recognition", arXiv 2410.14238).
+
+    With the class's sub-texts s_j: c' = normalise(c + sum_j softmax_j(kappa <c, s_j>) s_j);
+    coarse weights softmax_t(kappa <f_t, c'>); fine weights softmax_t(kappa max_j <f_t, s_j>);
+    score = cos(normalise(sum_t w_coarse f_t + sum_t w_fine f_t), c). As kappa -> 0 this is mean-pool.
+
+    Kept: the two granularities (a global text enriched by the storyboard, and frames
+    matched to its individual sub-texts), similarity-softmax attention over frames and
+    over sub-texts, the final class-level cosine. Replaced by identities: the learned
+    projections of texts and frames, the temporal/attention layers and the learned
+    fusion of the two branches (here: the sum of the two pooled vectors); temperatures by
+    the checkpoint's kappa; no training. Optional sub-text filtering (off by default,
+    ``pooling.select_subtexts``): ``min_relevance`` drops sub-texts whose cosine with c is
+    below it, ``max_redundancy`` drops one too similar to a more relevant one kept (the
+    original selects sub-texts for relevance and diversity; its exact rule is replaced).
+    """
+
+    min_relevance: float | None = None
+    max_redundancy: float | None = None
+
+    @property
+    def name(self) -> str:
+        return "storyboard" if self.min_relevance is None and self.max_redundancy is None else "storyboard-filtered"
+
+    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
+        if not candidates:
+            return []
+        frames = check_rows(frames, "frames")
+        names = _names(frames, candidates)
+        kappa = _kappa(calibration)
+        unit_frames = l2_normalise(frames)
+        scores = []
+        for candidate, name in zip(candidates, names):
+            subtexts = _texts(self.name, frames, candidate, "subtexts")
+            if self.min_relevance is not None or self.max_redundancy is not None:
+                subtexts = subtexts[pooling.select_subtexts(name, subtexts, self.min_relevance, self.max_redundancy)]
+            coarse, fine = pooling.storyboard_weights(unit_frames, name, subtexts, kappa)
+            video = pooling.pool(unit_frames, coarse + fine)
+            scores.append(Score(float(video @ name)))
+        return scores
+
+
+@dataclass(frozen=True)
+class OST(_OneOfMany):
+    """Optimal-transport matching of frames and descriptors (after Chen et al., "OST: Refining
+    Text Knowledge with Optimal Spatio-Temporal Descriptor for General Video Recognition", CVPR 2024).
+
+    Entropic OT (Sinkhorn, ``epsilon`` 0.1) between the frames (mass 1/T each) and the
+    class's descriptors (mass 1/M each) with cost 1 - cosine; score = sum_tj P_tj cos(f_t, d_j)
+    = 1 - the transport cost. Descriptors: the sub-texts (default) or the steps (``descriptors="steps"``).
+
+    Kept: descriptors embedded on their own, uniform marginals, Sinkhorn with cost
+    1 - cosine, the plan-weighted similarity as the logit. Replaced: the learned
+    adapters and the trained temperature; the original's descriptors (LLM-written
+    spatio-temporal descriptors) by the storyboard sub-texts or the script's steps.
+    kappa is not used.
+    """
+
+    descriptors: str = "subtexts"
+    epsilon: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.descriptors not in ("subtexts", "steps") or not self.epsilon > 0:
+            raise ValueError(f"OST needs descriptors 'subtexts' or 'steps' and epsilon > 0, got {self.descriptors!r} and {self.epsilon}")
+
+    @property
+    def name(self) -> str:
+        return "ost" if self.descriptors == "subtexts" else "ost-steps"
+
+    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
+        if not candidates:
+            return []
+        frames = check_rows(frames, "frames")
+        _kappa(calibration)  # a bad calibration fails every scorer alike
+        unit_frames = l2_normalise(frames)
+        scores = []
+        for candidate in candidates:
+            if self.descriptors == "steps":
+                descriptors = l2_normalise(check_rows(candidate.steps, f"steps of {candidate.class_id!r}", frames.shape[1]))
+            else:
+                descriptors = _texts(self.name, frames, candidate, "subtexts")
+            scores.append(Score(pooling.transport_similarity(unit_frames, descriptors, self.epsilon)))
+        return scores
+
+
 ALIGNMENT_MODES = {ActAlign(mode=mode).name: mode for mode in MODES}  # scorer name -> actalign.align mode
-SCORER_NAMES = ("mean-pool", *ALIGNMENT_MODES)
+SCORER_NAMES = (
+    "mean-pool",
+    *ALIGNMENT_MODES,
+    "max-pool",
+    "attribute-saliency",
+    "attribute-saliency-augmented",
+    "storyboard",
+    "drop-dtw",
+    "drop-dtw-calibrated",
+    "ost",
+)
+CALIBRATED_DROP = 0.5  # drop-dtw-calibrated: a frame no step matches with probability > 0.5 is dropped
 DEFAULT_SCORERS = ("mean-pool", "actalign")  # the paper's baseline and method; variants on request
+REQUIRED_TEXTS: dict[str, tuple[str, ...]] = {  # scorer name -> the optional ClassTexts fields it needs
+    "attribute-saliency": ("attributes",),
+    "attribute-saliency-augmented": ("attributes",),
+    "storyboard": ("subtexts",),
+    "ost": ("subtexts",),
+}
+
+
+def texts_needed(names: Sequence[str]) -> set[str]:
+    """The optional ClassTexts fields ("attributes", "subtexts") that these scorers need."""
+    return {field for name in names for field in REQUIRED_TEXTS.get(name, ())}
 
 
 def make_scorer(name: str, smoothing: int = 0) -> Scorer:
-    """Build a scorer by its public name; ``smoothing`` applies to the alignment scorers."""
+    """Build a scorer by its public name; ``smoothing`` applies to the alignment scorers (and drop-dtw)."""
     if name == "mean-pool":
         return MeanPool()
     if name in ALIGNMENT_MODES:
         return ActAlign(smoothing=smoothing, mode=ALIGNMENT_MODES[name])
+    if name == "max-pool":
+        return MaxPool()
+    if name in ("attribute-saliency", "attribute-saliency-augmented"):
+        return AttributeSaliency(augmented=name.endswith("-augmented"))
+    if name == "storyboard":
+        return Storyboard()
+    if name == "drop-dtw":
+        return DropDTW(smoothing=smoothing)
+    if name == "drop-dtw-calibrated":
+        return DropDTW(smoothing=smoothing, drop_affinity=CALIBRATED_DROP)
+    if name == "ost":
+        return OST()
     raise InputError(f"unknown scorer {name!r}; choose from {', '.join(SCORER_NAMES)}")

@@ -59,21 +59,22 @@ class FileScriptProvider:
         return {"provider": self.name}
 
     def scripts(self, classes: Sequence[ClassSpec]) -> dict[str, Script]:
-        return {spec.class_id: Script(spec.class_id, validate_steps(spec), self.name) for spec in classes}
+        return {spec.class_id: Script(spec.class_id, validate_texts(spec), self.name) for spec in classes}
 
     def check_credentials(self) -> None:
         """Hand-written steps need none."""
 
 
-def validate_steps(spec: ClassSpec) -> tuple[str, ...]:
-    """A script needs 1..MAX_STEPS distinct non-empty steps; say which class and what to do otherwise."""
-    if not spec.steps:
-        raise InputError(f"class {spec.class_id!r} ({spec.action}) has no steps; write its ordered 'steps' in the classes file")
-    if len(spec.steps) > MAX_STEPS:
-        raise InputError(f"class {spec.class_id!r} has {len(spec.steps)} steps; at most {MAX_STEPS} are allowed")
-    if len(set(spec.steps)) != len(spec.steps):
-        raise InputError(f"class {spec.class_id!r} repeats a step; make each step distinct")
-    return spec.steps
+def validate_texts(spec: ClassSpec, kind: str = "steps") -> tuple[str, ...]:
+    """Hand-written texts need 1..MAX_STEPS distinct entries; say which class and what to do otherwise."""
+    texts = spec.texts(kind)
+    if not texts:
+        raise InputError(f"class {spec.class_id!r} ({spec.action}) has no {kind}; write its '{kind}' in the classes file")
+    if len(texts) > MAX_STEPS:
+        raise InputError(f"class {spec.class_id!r} has {len(texts)} {kind}; at most {MAX_STEPS} are allowed")
+    if len(set(texts)) != len(texts):
+        raise InputError(f"class {spec.class_id!r} repeats an entry of its {kind}; make each distinct")
+    return texts
 
 
 def _openai_provider(settings: Any = None) -> ScriptProvider:

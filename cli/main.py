@@ -132,7 +132,7 @@ def scripts(
     from actalign.llm import plan_requests
     from storage.workdir import Workdir
     from tasks.plan import read_inputs
-    from tasks.scripts import llm_groups
+    from tasks.scripts import llm_groups, llm_settings
 
     if not dry_run:
         print_error("only --dry-run is available here; `actalign run --provider openai` generates the scripts it needs")
@@ -141,13 +141,14 @@ def scripts(
     config = _config(dict(videos=videos, classes=classes, benchmark=benchmark, workdir=workdir, provider="openai", llm=llm))
     try:
         inputs = read_inputs(config)
-        groups = llm_groups(inputs.classes, inputs.videos, config)
         store = Workdir.open(config.workdir)
-        plan = plan_requests(config.llm, groups, have_key=lambda key: store.script_path(key).exists())
+        for kind in config.text_kinds():
+            groups = llm_groups(inputs.classes, inputs.videos, config, kind)
+            plan = plan_requests(llm_settings(config, kind), groups, have_key=lambda key: store.script_path(key).exists())
+            console.print(f"{kind}: {plan.describe()}", highlight=False)
     except InputError as exc:
         print_error(str(exc))
         raise typer.Exit(2) from exc
-    console.print(plan.describe(), highlight=False)
 
 
 @app.command()
@@ -166,6 +167,45 @@ def sql(
     except duckdb.Error as exc:
         print_error(f"query failed: {exc}")
         raise typer.Exit(2) from exc
+
+
+@app.command()
+def report(
+    run_id: Annotated[Optional[str], typer.Option("--run", help="Run id (default: the latest run).")] = None,
+    compare: Annotated[Optional[list[str]], typer.Option("--compare", help="Another run for the comparison table; repeat for several.")] = None,
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Baseline of the comparison: SCORER (of --run) or RUN:SCORER. Default: the run's mean-pool, else its first scorer.")] = None,
+    report_format: Annotated[Optional[list[str]], typer.Option("--format", help="md, html (one self-contained file) or json; repeat for several. Default: md.")] = None,
+    video: Annotated[Optional[list[str]], typer.Option("--video", help="Draw this video's alignment heatmaps; repeat for several. Default: the worst errors by margin.")] = None,
+    worst: Annotated[int, typer.Option("--worst", min=0, help="How many worst errors (by margin) get heatmaps when no --video is given.")] = 3,
+    scorer: Annotated[Optional[str], typer.Option("--scorer", help="Alignment scorer for the heatmaps and worst errors (default: actalign).")] = None,
+    resamples: Annotated[int, typer.Option("--resamples", min=1, help="Bootstrap resamples for the 95 % intervals.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed (the same seed gives the same intervals).")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for report.<format> and figures/ (default: <workdir>/runs/<run>).")] = None,
+    workdir: WorkdirOption = DEFAULT_WORKDIR,
+) -> None:
+    """Write a run's report: accuracy with bootstrap intervals beside the random baseline, videos left out and why,
+    per-domain accuracy, a comparison of runs, where scorers disagree, margins and alignment heatmaps."""
+    from storage.workdir import Workdir
+    from tasks.report import FORMATS, write_report
+
+    formats = report_format or ["md"]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        print_error(f"unknown --format {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+        raise typer.Exit(2)
+    if not workdir.exists():
+        print_error(f"workdir {workdir} does not exist")
+        raise typer.Exit(2)
+    try:
+        paths = write_report(
+            Workdir.open(workdir), run_id, formats=formats, compare=compare or (), baseline=baseline, videos=video or (),
+            worst=worst, heatmap_scorer=scorer, out_dir=out, resamples=resamples, seed=seed,
+        )
+    except InputError as exc:
+        print_error(str(exc))
+        raise typer.Exit(2) from exc
+    for path in paths.values():
+        console.print(str(path), highlight=False)
 
 
 def _config(settings: dict) -> RunConfig:

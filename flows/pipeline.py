@@ -79,13 +79,14 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
 
 def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: Inputs) -> RunSummary:
     run_id, encoder = record.run_id, encoder_for(config)
-    assignment = assign_scripts(inputs.classes, inputs.videos, config)
-    scripts_future = write_scripts_task.submit(workdir, run_id, assignment, config)
-    texts_future = encode_texts_task.submit(workdir, run_id, assignment.classes, scripts_future, config)
+    assignments = [assign_scripts(inputs.classes, inputs.videos, config, kind) for kind in config.text_kinds()]
+    script_futures = [write_scripts_task.submit(workdir, run_id, assignment) for assignment in assignments]
+    all_scripts = {key: (spec, a.kind) for a in assignments for key, spec in a.classes.items()}
+    texts_future = encode_texts_task.submit(workdir, run_id, all_scripts, script_futures, config)
     video_shards = {f"{i:05d}": shard for i, shard in enumerate(shards(inputs.videos, config.shard_size))}
     acquired = {name: acquire_shard.submit(workdir, run_id, name, shard, config) for name, shard in video_shards.items()}
     wait_with_progress({future: len(video_shards[name]) for name, future in acquired.items()}, "acquire (decode + encode)")
-    scripts, texts = scripts_future.result(), texts_future.result()
+    scripts, texts = [future.result() for future in script_futures], texts_future.result()
 
     results: dict[str, AcquireResult] = {}
     for name, future in acquired.items():
@@ -96,10 +97,10 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         results[name] = outcome
 
     calibration = Calibration(encoder.logit_scale, encoder.logit_bias)
-    embed_keys = candidate_embed_keys(assignment, texts)
+    embed_keys = candidate_embed_keys(assignments, texts)
     scored = {
         name: score_shard.submit(
-            workdir, run_id, name, shard, results[name].frames_keys, {v.video_id: embed_keys[v.video_id] for v in shard}, calibration, config
+            workdir, run_id, name, shard, results[name].frames_keys, {v.video_id: embed_keys.get(v.video_id, {}) for v in shard}, calibration, config
         )
         for name, shard in video_shards.items()
     }
@@ -113,7 +114,7 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
             outcome = len(acquired_ids)
         score_failures += outcome
 
-    n_failed = sum(r.failed for r in results.values()) + score_failures + len(scripts.failed_keys) + texts.failed
+    n_failed = sum(r.failed for r in results.values()) + score_failures + sum(len(s.failed_keys) for s in scripts) + texts.failed
     record.state = "completed" if n_failed == 0 else "completed_with_failures"
     record.finished_at, record.n_failed = now(), n_failed
     record.stage_keys = {
@@ -124,12 +125,12 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
             "logit_scale": encoder.logit_scale,
             "logit_bias": encoder.logit_bias,
         },
-        "scripts": sorted(assignment.classes),
+        "scripts": sorted(all_scripts),
         "step_embeddings": sorted(texts.embed_keys.values()),
     }
     write_run(workdir, record)
     refresh_views(workdir)
-    report = write_report_task(workdir, run_id, record.config, encoder.trained)
+    report = write_report_task(workdir, run_id)  # report.md, and the Prefect table and markdown artifacts
     return RunSummary(
         run_id=run_id,
         state=record.state,
@@ -142,19 +143,22 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         encoded_frames=sum(r.encoded_frames for r in results.values()),
         reused_videos=sum(r.reused for r in results.values()),
         downloaded_videos=sum(r.downloaded for r in results.values()),
-        scripts_generated=scripts.generated,
-        scripts_reused=scripts.reused,
-        llm_requests=scripts.llm_requests,
+        scripts_generated=sum(s.generated for s in scripts),
+        scripts_reused=sum(s.reused for s in scripts),
+        llm_requests=sum(s.llm_requests for s in scripts),
         encoded_texts=texts.encoded_texts,
     )
 
 
-def candidate_embed_keys(assignment: ScriptAssignment, texts: TextsResult) -> dict[str, dict[str, str]]:
-    """video_id -> candidate -> the embedding key of its script (absent when the script failed)."""
-    return {
-        video_id: {c: texts.embed_keys[key] for c, key in by_class.items() if key in texts.embed_keys}
-        for video_id, by_class in assignment.keys.items()
-    }
+def candidate_embed_keys(assignments: list[ScriptAssignment], texts: TextsResult) -> dict[str, dict[str, dict[str, str]]]:
+    """video_id -> candidate -> text kind -> the embedding key of its script (a kind is absent when its script failed)."""
+    keys: dict[str, dict[str, dict[str, str]]] = {}
+    for assignment in assignments:
+        for video_id, by_class in assignment.keys.items():
+            for candidate, script_key in by_class.items():
+                if script_key in texts.embed_keys:
+                    keys.setdefault(video_id, {}).setdefault(candidate, {})[assignment.kind] = texts.embed_keys[script_key]
+    return keys
 
 
 def run_pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:

@@ -1,23 +1,23 @@
 -- predictions: one row per (run, video, scorer): the best-scoring candidate (ties broken by class id)
 -- and the rank of the true label. Ties count against the label: rank = 1 + the number of other
--- candidates scoring at least as high, so a tie is never a win. true_rank is NULL without a label.
+-- candidates scoring at least as high, so a tie is never a win. true_rank is NULL without a label, and
+-- also when the label has no score row (such a video is not counted as scored). n_candidates counts the
+-- candidates that have a score. margin = the label's score minus the best other candidate's score
+-- (> 0 exactly when true_rank = 1; NULL without a label score or without another candidate).
 CREATE OR REPLACE VIEW predictions AS
-WITH scored AS (
-    SELECT s.*, v.label
-    FROM scores s JOIN videos v USING (run_id, video_id)
-), per_video AS (
-    SELECT run_id, video_id, scorer, any_value(label) AS label,
-           first(candidate ORDER BY score DESC, candidate) AS predicted,
-           max(score) AS top_score,
-           max(score) FILTER (WHERE candidate = label) AS true_score,
+WITH per_video AS (
+    SELECT s.run_id, s.video_id, s.scorer, any_value(v.label) AS label,
+           first(s.candidate ORDER BY s.score DESC, s.candidate) AS predicted,
+           max(s.score) AS top_score,
+           max(s.score) FILTER (WHERE s.candidate = v.label) AS true_score,
+           max(s.score) FILTER (WHERE s.candidate <> v.label) AS best_other,
+           list(s.score) FILTER (WHERE s.candidate <> v.label) AS other_scores,
            count(*) AS n_candidates
-    FROM scored
-    GROUP BY ALL
+    FROM scores s JOIN videos v USING (run_id, video_id)
+    GROUP BY s.run_id, s.video_id, s.scorer
 )
-SELECT p.run_id, p.video_id, p.scorer, p.predicted, p.label, p.top_score, p.true_score, p.n_candidates,
-       CASE WHEN p.true_score IS NULL THEN NULL
-            ELSE 1 + (SELECT count(*) FROM scored o
-                      WHERE o.run_id = p.run_id AND o.video_id = p.video_id AND o.scorer = p.scorer
-                        AND o.candidate <> p.label AND o.score >= p.true_score)
-       END AS true_rank
-FROM per_video p;
+SELECT run_id, video_id, scorer, predicted, label, top_score, true_score, n_candidates,
+       CASE WHEN true_score IS NOT NULL
+            THEN 1 + coalesce(len(list_filter(other_scores, lambda x: x >= true_score)), 0) END AS true_rank,
+       true_score - best_other AS margin
+FROM per_video;

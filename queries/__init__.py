@@ -1,1 +1,7 @@
-"""The public SQL surface: one ``.sql`` file per view (see each file's header), and their runner."""
+"""The public SQL surface and its Python side.
+
+- ``NN_<view>.sql``: one view per file (see each file's header), loaded in name order by ``runner``;
+- ``named/<query>.sql``: named queries with parameters (not views), run by ``runner.named_query``;
+- ``stats``: percentile bootstrap intervals (NumPy) over outcome counts the SQL computes;
+- ``tables``: the tables the CLI, the run report and the Prefect artifacts show.
+"""

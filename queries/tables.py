@@ -1,40 +1,203 @@
-"""Named queries of one run, shared by the CLI's printed tables and the run report."""
+"""Named tables of one run or several: the CLI's printed tables, the run report and the artifacts.
+
+The point estimates come from the SQL views (``accuracy``, ``accuracy_by_domain``,
+``predictions``); the bootstrap intervals from ``queries.stats`` over the
+outcome counts of ``queries/named/rank_counts.sql`` and
+``paired_rank_counts.sql``. Every function takes a ``Workdir`` or an open
+``Session`` (several tables over one connection).
+"""
 
 from __future__ import annotations
 
-from queries.runner import Result, run_sql
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from queries import stats
+from queries.runner import Result, Session, session
 from storage.workdir import Workdir
 
+Source = Workdir | Session
 
-def accuracy(workdir: Workdir, run_id: str) -> Result:
-    return run_sql(
-        workdir,
-        """SELECT scorer, n, n_missing AS missing,
-                  round(100 * top1, 1) AS "top-1 %", round(100 * top1_lo, 1) || '-' || round(100 * top1_hi, 1) AS "95% CI",
-                  round(100 * top2, 1) AS "top-2 %", round(100 * top3, 1) AS "top-3 %", round(100 * random_top1, 1) AS "random %"
-           FROM accuracy WHERE run_id = ? ORDER BY scorer""",
-        [run_id],
+
+@contextmanager
+def _open(source: Source) -> Iterator[Session]:
+    if isinstance(source, Session):
+        yield source
+    else:
+        with session(source) as s:
+            yield s
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 1)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def latest_run(source: Source) -> str | None:
+    """The most recently started run, or None on an empty workdir."""
+    with _open(source) as s:
+        rows = s.named("latest_run").rows
+    return rows[0][0] if rows else None
+
+
+def run_info(source: Source, run_id: str) -> dict[str, Any] | None:
+    with _open(source) as s:
+        records = s.named("run_info", run_id=run_id).records()
+    return records[0] if records else None
+
+
+def run_scripts(source: Source, run_id: str) -> Result:
+    with _open(source) as s:
+        return s.named("run_scripts", run_id=run_id)
+
+
+# --------------------------------------------------------------------------- accuracy with bootstrap intervals
+
+
+def accuracy_rows(
+    source: Source,
+    runs: Sequence[str],
+    *,
+    by_domain: bool = False,
+    resamples: int = stats.RESAMPLES,
+    seed: int = stats.SEED,
+    level: float = stats.LEVEL,
+) -> list[dict[str, Any]]:
+    """The ``accuracy`` (or ``accuracy_by_domain``) view's rows of ``runs`` (fractions in 0..1), each with
+    percentile bootstrap intervals added as ``top{k}_boot_lo`` / ``top{k}_boot_hi`` (None when n = 0)."""
+    runs = list(dict.fromkeys(runs))
+    with _open(source) as s:
+        view = s.named("accuracy_by_domain" if by_domain else "accuracy", runs=runs).records()
+        counts = s.named("rank_counts", runs=runs).rows
+    buckets: dict[tuple, np.ndarray] = defaultdict(lambda: np.zeros(stats.BUCKETS, dtype=np.int64))
+    for run_id, scorer, domain, bucket, videos in counts:
+        key = (run_id, scorer, domain) if by_domain else (run_id, scorer)
+        buckets[key][bucket - 1] += videos
+    rows = []
+    for row in view:
+        key = (row["run_id"], row["scorer"], row["domain"]) if by_domain else (row["run_id"], row["scorer"])
+        result = stats.topk_bootstrap(buckets[key], key=("topk", *key), resamples=resamples, seed=seed, level=level)
+        if result.n != row["n"]:  # both come from the predictions view; a mismatch is a bug here
+            raise AssertionError(f"rank counts ({result.n}) disagree with the accuracy view ({row['n']}) for {key}")
+        for i, k in enumerate(stats.TOPK):
+            row[f"top{k}_boot_lo"] = result.lo[i] if result.lo else None
+            row[f"top{k}_boot_hi"] = result.hi[i] if result.hi else None
+        rows.append(row)
+    return rows
+
+
+def comparison_rows(
+    source: Source,
+    rows: Sequence[tuple[str, str]],
+    baseline: tuple[str, str],
+    *,
+    resamples: int = stats.RESAMPLES,
+    seed: int = stats.SEED,
+    level: float = stats.LEVEL,
+) -> list[dict[str, Any]]:
+    """One dict per (run, scorer) in ``rows``: its top-1/2/3 over all its scored videos (with bootstrap
+    intervals), and ``diff_top{k}`` = its top-k minus the baseline's over the ``n_paired`` videos both
+    scored (paired by video_id and label), with a paired bootstrap interval ``diff_top{k}_lo/_hi``."""
+    rows = list(dict.fromkeys((str(r), str(s)) for r, s in rows))
+    runs = list(dict.fromkeys([r for r, _ in rows] + [baseline[0]]))
+    with _open(source) as s:
+        accuracy = {(a["run_id"], a["scorer"]): a for a in accuracy_rows(s, runs, resamples=resamples, seed=seed, level=level)}
+        paired = s.named("paired_rank_counts", runs=runs, baseline_run=baseline[0], baseline_scorer=baseline[1]).rows
+    pairs: dict[tuple[str, str], np.ndarray] = defaultdict(lambda: np.zeros((stats.BUCKETS, stats.BUCKETS), dtype=np.int64))
+    for run_id, scorer, bucket, base_bucket, videos in paired:
+        pairs[(run_id, scorer)][bucket - 1, base_bucket - 1] += videos
+    out = []
+    for run_id, scorer in rows:
+        acc = accuracy.get((run_id, scorer))
+        row: dict[str, Any] = {"run_id": run_id, "scorer": scorer, "baseline": (run_id, scorer) == tuple(baseline)}
+        row["n"] = acc["n"] if acc else 0
+        for k in stats.TOPK:
+            for suffix in ("", "_boot_lo", "_boot_hi"):
+                row[f"top{k}{suffix}"] = acc[f"top{k}{suffix}"] if acc else None
+            row[f"random_top{k}"] = acc[f"random_top{k}"] if acc else None
+        diff = stats.paired_bootstrap(
+            pairs[(run_id, scorer)], key=("paired", run_id, scorer, *baseline), resamples=resamples, seed=seed, level=level
+        )
+        row["n_paired"] = diff.n
+        for i, k in enumerate(stats.TOPK):
+            row[f"diff_top{k}"] = diff.estimate[i] if diff.estimate else None
+            row[f"diff_top{k}_lo"] = diff.lo[i] if diff.lo else None
+            row[f"diff_top{k}_hi"] = diff.hi[i] if diff.hi else None
+        out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------- error analysis
+
+
+def left_out_reasons(source: Source, run_id: str) -> Result:
+    with _open(source) as s:
+        return s.named("left_out_reasons", run_id=run_id)
+
+
+def disagreements(source: Source, run_id: str, scorer_a: str, scorer_b: str, limit: int | None = None) -> Result:
+    with _open(source) as s:
+        return s.named("disagreements", run_id=run_id, scorer_a=scorer_a, scorer_b=scorer_b, limit=limit)
+
+
+def worst_errors(source: Source, run_id: str, scorer: str, limit: int) -> Result:
+    with _open(source) as s:
+        return s.named("worst_errors", run_id=run_id, scorer=scorer, limit=limit)
+
+
+def margins(source: Source, run_id: str) -> dict[str, np.ndarray]:
+    """scorer -> the margins of its scored videos (label score minus the best other score)."""
+    with _open(source) as s:
+        rows = s.named("margins", run_id=run_id).rows
+    by_scorer: dict[str, list[float]] = defaultdict(list)
+    for scorer, _, margin in rows:
+        by_scorer[scorer].append(margin)
+    return {scorer: np.asarray(values, dtype=float) for scorer, values in by_scorer.items()}
+
+
+# --------------------------------------------------------------------------- the CLI's printed tables
+
+
+def accuracy(source: Source, run_id: str) -> Result:
+    """Per scorer: n scored, missing, top-1 % with its bootstrap interval, top-2/3 %, each accuracy with
+    the random baseline for the run's mix of candidate counts beside it in brackets."""
+    rows = accuracy_rows(source, [run_id])
+
+    def ci(row):
+        lo, hi = row["top1_boot_lo"], row["top1_boot_hi"]
+        return None if lo is None else f"{100 * lo:.1f}-{100 * hi:.1f}"
+
+    def with_random(row, k):
+        value, chance = row[f"top{k}"], row[f"random_top{k}"]
+        return None if value is None else f"{100 * value:.1f} ({100 * chance:.1f})"
+
+    return Result(
+        ["scorer", "n", "missing", "top-1 % (random)", "95% CI", "top-2 % (random)", "top-3 % (random)"],
+        [(r["scorer"], r["n"], r["n_missing"], with_random(r, 1), ci(r), with_random(r, 2), with_random(r, 3)) for r in rows],
     )
 
 
-def predictions(workdir: Workdir, run_id: str) -> Result:
-    """One row per video: the label and each scorer's prediction (a * marks a correct one)."""
-    scorers = [row[0] for row in run_sql(workdir, "SELECT DISTINCT scorer FROM predictions WHERE run_id = ? ORDER BY 1", [run_id]).rows]
-    columns = "".join(
-        f""", first(predicted || CASE WHEN predicted = label THEN ' *' ELSE '' END) FILTER (WHERE scorer = ${i + 2}) AS "{name}\""""
-        for i, name in enumerate(scorers)
-    )
-    return run_sql(
-        workdir,
-        f"SELECT video_id, coalesce(any_value(label), '') AS label{columns} FROM predictions WHERE run_id = $1 GROUP BY video_id ORDER BY video_id",
-        [run_id, *scorers],
-    )
+def predictions(source: Source, run_id: str) -> Result:
+    """One row per video: the label and each scorer's prediction; a * marks a correct one (the label
+    ranked first; a tie is not a win)."""
+    with _open(source) as s:
+        scorers = [row[0] for row in s.sql("SELECT DISTINCT scorer FROM predictions WHERE run_id = ? ORDER BY 1", [run_id]).rows]
+        columns = "".join(
+            f""", first(predicted || CASE WHEN true_rank = 1 THEN ' *' ELSE '' END) FILTER (WHERE scorer = ${i + 2}) AS "{name}\""""
+            for i, name in enumerate(scorers)
+        )
+        return s.sql(
+            f"SELECT video_id, coalesce(any_value(label), '') AS label{columns} FROM predictions WHERE run_id = $1 GROUP BY video_id ORDER BY video_id",
+            [run_id, *scorers],
+        )
 
 
-def failures(workdir: Workdir, run_id: str) -> Result:
-    return run_sql(
-        workdir,
-        """SELECT stage, item, error_class, message FROM status
-           WHERE run_id = ? AND state = 'failed' ORDER BY stage, item""",
-        [run_id],
-    )
+def failures(source: Source, run_id: str) -> Result:
+    with _open(source) as s:
+        return s.named("failures", run_id=run_id)

@@ -56,20 +56,19 @@ def write_text_embeddings(
     path: Path,
     *,
     class_id: str,
-    steps: Sequence[str],
-    name: str,
+    texts: Sequence[tuple[str, int, str]],
     embeddings: np.ndarray,
     model: str,
     embed_key: str,
 ) -> None:
-    """Steps first (step_idx 0..K-1, kind 'step'), then the class-name text (step_idx -1, kind 'name')."""
-    count = len(steps) + 1
+    """``texts``: (kind, index, text) per row of ``embeddings``; kinds as in schemas.STEP_EMBEDDINGS."""
+    count = len(texts)
     table = pa.table(
         {
             "class_id": pa.array([class_id] * count, pa.string()),
-            "kind": pa.array(["step"] * len(steps) + ["name"], pa.string()),
-            "step_idx": pa.array(list(range(len(steps))) + [-1], pa.int32()),
-            "text": pa.array([*steps, name], pa.string()),
+            "kind": pa.array([kind for kind, _, _ in texts], pa.string()),
+            "step_idx": pa.array([index for _, index, _ in texts], pa.int32()),
+            "text": pa.array([text for _, _, text in texts], pa.string()),
             "embedding": to_list_array(embeddings),
             "model": pa.array([model] * count, pa.string()),
             "embed_key": pa.array([embed_key] * count, pa.string()),
@@ -79,12 +78,12 @@ def write_text_embeddings(
     write_atomic(table, path)
 
 
-def read_text_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(steps K x d in step order, class-name d) from a step-embedding file."""
+def read_text_embeddings(path: Path) -> dict[str, np.ndarray]:
+    """Embeddings by kind ('step', 'name', 'attribute', 'subtext'), each (n x d) in index order."""
     table = read(path).sort_by("step_idx")
     embeddings = to_numpy(table.column("embedding"))
-    kinds = table.column("kind").to_pylist()
-    return embeddings[[k == "step" for k in kinds]], embeddings[kinds.index("name")]
+    kinds = np.array(table.column("kind").to_pylist())
+    return {kind: embeddings[kinds == kind] for kind in dict.fromkeys(kinds.tolist())}
 
 
 def read_frame_times(path: Path) -> list[float]:

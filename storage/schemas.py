@@ -20,6 +20,7 @@ FRAME_EMBEDDINGS = pa.schema(
 SCRIPTS = pa.schema(
     [
         ("class_id", pa.string()),
+        ("kind", pa.string()),  # steps | attributes | subtexts (actalign.classes.TEXT_KINDS)
         ("domain", pa.string()),
         ("action", pa.string()),
         ("step_idx", pa.int32()),
@@ -54,7 +55,8 @@ LLM_REQUESTS = pa.schema(
     ]
 )
 
-# kind is "step" (step_idx 0..K-1) or "name" (the class-name text, step_idx -1) used by mean-pool.
+# kind is "step" (step_idx 0..K-1) or "name" (the class-name text, step_idx -1) used by mean-pool,
+# or "attribute" / "subtext" (index 0..n-1) for the attribute-saliency and storyboard scorers.
 STEP_EMBEDDINGS = pa.schema(
     [
         ("class_id", pa.string()),

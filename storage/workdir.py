@@ -59,8 +59,8 @@ class Workdir:
     def status_path(self, run_id: str, stage: str, shard: str) -> Path:
         return self.run_dir(run_id) / "status" / f"{stage}-{shard}.parquet"
 
-    def llm_requests_path(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "llm_requests" / "requests.parquet"
+    def llm_requests_path(self, run_id: str, kind: str) -> Path:
+        return self.run_dir(run_id) / "llm_requests" / f"{kind}.parquet"
 
     def report_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "report.md"
@@ -74,7 +74,7 @@ class Workdir:
             self.videos_path(SCHEMA): schemas.VIDEOS,
             self.scores_path(SCHEMA, SCHEMA): schemas.SCORES,
             self.run_dir(SCHEMA) / "status" / f"{SCHEMA}.parquet": schemas.STATUS,
-            self.llm_requests_path(SCHEMA): schemas.LLM_REQUESTS,
+            self.llm_requests_path(SCHEMA, SCHEMA): schemas.LLM_REQUESTS,
         }
         for path, schema in placeholders.items():
             if not path.exists() or not pq.read_schema(path).equals(schema):  # new columns reach old workdirs

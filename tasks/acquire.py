@@ -1,5 +1,9 @@
 """Acquire stage: fetch (remote videos), decode and sample, obfuscate, embed, store under the frames key.
 
+The stage streams (``actalign.encode_stream``): downloads, decoding and encoding
+overlap, batches span videos, and memory does not grow with the number or the
+length of the videos.
+
 A video whose frames key already has a stored file is neither downloaded nor
 decoded again. The key of a remote video is its download's media key (source,
 segment, resolution cap), so a cached re-run never touches the network; a local
@@ -10,7 +14,9 @@ run sets ``download.retry_failed``; transient failures are retried by the next r
 
 from __future__ import annotations
 
+import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +25,9 @@ from prefect.cache_policies import NO_CACHE
 
 from actalign.config import RunConfig
 from actalign.download import Downloaded, FetchRequest, PermanentDownloadError, fetch_many, is_remote, media_key
+from actalign.encode_stream import EncodedVideo, FailedVideo, FrameSource, StreamStats, encode_stream
 from actalign.errors import ItemError, VideoNotFoundError
-from actalign.frames import sample_frames
+from actalign.frames import SampledFrameIterator, iter_sampled_frames
 from actalign.keys import file_fingerprint, stage_key
 from actalign.manifest import VideoSpec
 from actalign.models import Encoder
@@ -30,7 +37,9 @@ from storage.workdir import Workdir
 from tasks.plan import encoder_for
 
 STAGE = "acquire"
-VERSION = 2  # bump when fetching, decoding, sampling, obfuscation or embedding logic changes
+VERSION = 2  # bump when fetching, decoding, sampling, obfuscation or embedding logic changes (streaming: same frames, same numbers)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,7 +87,13 @@ def failure_marker(workdir: Workdir, video: VideoSpec, config: RunConfig) -> Pat
 
 
 def acquire_videos(workdir: Workdir, run_id: str, shard: str, videos: list[VideoSpec], config: RunConfig) -> AcquireResult:
-    """Every video ends as a stored file or a failed status row; one bad video never stops the others."""
+    """Every video ends as a stored file or a failed status row; one bad video never stops the others.
+
+    Streaming (``actalign.encode_stream``): downloads run in a small pool, in
+    video order; decode workers sample each video as soon as its file is there;
+    one encoder runs full batches across video boundaries; a video's
+    embeddings are written as soon as its last frame is encoded.
+    """
     encoder = encoder_for(config)
     result, rows, todo = AcquireResult(), [], {}
     for video in videos:
@@ -94,45 +109,95 @@ def acquire_videos(workdir: Workdir, run_id: str, shard: str, videos: list[Video
                     failure_marker(workdir, video, config).read_text() + " (recorded by an earlier run; --retry-failed tries again)"
                 )
             else:
-                todo[video.video_id] = (video, key)
+                todo[video.video_id] = _Item(video, key)
         except Exception as exc:  # any per-video failure is recorded, never fatal to the shard
             result.failed += 1
             rows.append(StatusRow.failed(STAGE, video.video_id, exc, key=key))
-    requests = [FetchRequest(v.source, v.start_s, v.end_s) for v, _ in todo.values()]
-    fetched = fetch_many(requests, workdir.media_dir, config.download.options(), config.download.concurrency)
-    for (video, key), download in zip(todo.values(), fetched):
-        rows.append(_embed_one(workdir, video, key, download, config, encoder, result))
+    if todo:
+        rows.extend(_stream(workdir, list(todo.values()), config, encoder, result))
+    order = {video.video_id: i for i, video in enumerate(videos)}
+    rows.sort(key=lambda row: order.get(row.item, len(order)))
     write_status(workdir, run_id, STAGE, shard, rows)
     return result
 
 
-def _embed_one(
-    workdir: Workdir, video: VideoSpec, key: str, download: Downloaded | ItemError, config: RunConfig, encoder: Encoder, result: AcquireResult
-) -> StatusRow:
-    started = time.perf_counter()
+@dataclass
+class _Item:
+    video: VideoSpec
+    key: str
+    download: Future | None = None  # of fetch_many's one-element result
+    fetched: Downloaded | None = None
+
+
+def _stream(workdir: Workdir, items: list[_Item], config: RunConfig, encoder: Encoder, result: AcquireResult) -> list[StatusRow]:
+    options = config.download.options()
+    fetch_pool = ThreadPoolExecutor(max_workers=max(1, config.download.concurrency), thread_name_prefix="fetch")
     try:
-        if isinstance(download, ItemError):
-            if isinstance(download, PermanentDownloadError):
+        shared: dict[str, Future] = {}  # one fetch per media key (remote) or path and segment (local), as fetch_many
+        for item in items:  # submitted in video order: the decoders wait on the earliest first
+            request = FetchRequest(item.video.source, item.video.start_s, item.video.end_s)
+            if is_remote(request.source):
+                segment = media_key(request.source, request.start_s, request.end_s, options)
+            else:
+                segment = f"local:{request.source}|{request.start_s}|{request.end_s}"
+            if segment not in shared:
+                shared[segment] = fetch_pool.submit(fetch_many, [request], workdir.media_dir, options, 1)
+            item.download = shared[segment]
+
+        def opener(item: _Item):
+            def open_frames() -> SampledFrameIterator:
+                fetched = item.download.result()[0]  # type: ignore[union-attr]
+                if isinstance(fetched, ItemError):
+                    raise fetched
+                item.fetched = fetched
+                video = item.video
+                end = fetched.offset_s + (video.end_s - (video.start_s or 0.0)) if video.end_s is not None else None
+                return iter_sampled_frames(fetched.path, config.fps, encoder.image_size, fetched.offset_s, end, obfuscation=video.obfuscation)
+
+            return open_frames
+
+        sources = [FrameSource(i, opener(item)) for i, item in enumerate(items)]
+        stats = StreamStats()
+        rows = []
+        for outcome in encode_stream(encoder, sources, stats=stats):
+            item = items[outcome.key]
+            rows.append(_record(workdir, item, outcome, config, encoder, result))
+        log.info(
+            "acquire: %d videos, %d frames in %.1f s (%.2f frames/s; model %.1f s, waiting for frames %.1f s; %d/%d full batches)",
+            stats.videos, stats.frames, stats.wall_s, stats.frames_per_s, stats.encode_s, stats.wait_s, stats.full_batches, stats.batches,
+        )
+        return rows
+    finally:
+        fetch_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _record(
+    workdir: Workdir, item: _Item, outcome: EncodedVideo | FailedVideo, config: RunConfig, encoder: Encoder, result: AcquireResult
+) -> StatusRow:
+    """Write a finished video's embeddings (or its failure marker) and say how it went."""
+    video, key = item.video, item.key
+    try:
+        if isinstance(outcome, FailedVideo):
+            if isinstance(outcome.error, PermanentDownloadError):
                 marker = failure_marker(workdir, video, config)
                 marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text(str(download))
-            raise download
-        end = download.offset_s + (video.end_s - (video.start_s or 0.0)) if video.end_s is not None else None
-        sampled = sample_frames(download.path, config.fps, encoder.image_size, download.offset_s, end, obfuscation=video.obfuscation)
-        embeddings = encoder.embed_images(sampled.frames)
+                marker.write_text(str(outcome.error))
+            raise outcome.error
         write_frame_embeddings(
-            workdir.frames_path(key), video_id=video.video_id, times_s=sampled.times_s, embeddings=embeddings, model=encoder.model_id, frames_key=key
+            workdir.frames_path(key), video_id=video.video_id, times_s=outcome.times_s, embeddings=outcome.embeddings, model=encoder.model_id, frames_key=key
         )
     except Exception as exc:  # recorded with its real class; the other videos carry on
         result.failed += 1
-        row = StatusRow.failed(STAGE, video.video_id, exc, time.perf_counter() - started, key=key)
+        row = StatusRow.failed(STAGE, video.video_id, exc, time.perf_counter() - outcome.started, key=key)
         row.attempts = max(getattr(exc, "attempts", 1), 1)
         return row
-    result.downloaded += int(download.attempts > 0)
-    result.decoded_frames += len(sampled.frames)
-    result.encoded_frames += len(embeddings)
+    fetched = item.fetched
+    attempts = fetched.attempts if fetched is not None else 0
+    result.downloaded += int(attempts > 0)
+    result.decoded_frames += len(outcome.times_s)
+    result.encoded_frames += len(outcome.embeddings)
     result.frames_keys[video.video_id] = key
-    return StatusRow(STAGE, video.video_id, "ok", key, attempts=max(download.attempts, 1), seconds=time.perf_counter() - started)
+    return StatusRow(STAGE, video.video_id, "ok", key, attempts=max(attempts, 1), seconds=time.perf_counter() - outcome.started)
 
 
 @task(name="acquire-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)

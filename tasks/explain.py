@@ -82,7 +82,7 @@ def explain_video(workdir: Workdir, video_id: str, run_id: str | None = None, sc
     written = []
     for candidate, embed_key in video.embed_keys.items():
         texts_path = workdir.step_embeddings_path(embed_key)
-        steps, _ = read_text_embeddings(texts_path)
+        steps = read_text_embeddings(texts_path)["step"]
         result = align(
             frames,
             steps,

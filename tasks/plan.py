@@ -6,12 +6,12 @@ import uuid
 from dataclasses import dataclass, replace
 
 from actalign.actionatlas import load_actionatlas, question_classes, video_specs
-from actalign.classes import ClassSpec, load_classes
+from actalign.classes import TEXT_KINDS, ClassSpec, load_classes
 from actalign.config import RunConfig
 from actalign.errors import InputError
 from actalign.manifest import VideoSpec, load_manifest
 from actalign.models import Encoder, load_encoder
-from actalign.scripts import make_provider, validate_steps
+from actalign.scripts import make_provider, validate_texts
 from storage.records import now
 
 
@@ -22,10 +22,12 @@ class Inputs:
 
 
 def read_inputs(config: RunConfig) -> Inputs:
-    """Parse the classes and the videos (a manifest, a folder or a benchmark), and check hand-written steps.
+    """Parse the classes and the videos (a manifest, a folder or a benchmark), and check hand-written texts.
 
     Every problem is an InputError naming the input. With the ``file`` provider
-    every class needs steps; with ``openai`` classes without steps go to the LLM.
+    every class needs every kind of text the scorers use (steps; attributes for
+    attribute-saliency; subtexts for storyboard); with ``openai`` the missing
+    ones go to the LLM.
     """
     if config.benchmark == "actionatlas":
         classes, videos = _actionatlas(config)
@@ -33,8 +35,9 @@ def read_inputs(config: RunConfig) -> Inputs:
         classes = load_classes(config.classes)
         videos = load_manifest(config.videos, classes)
     for spec in classes:
-        if spec.steps is not None or config.provider == "file":
-            validate_steps(spec)
+        for kind in config.text_kinds():
+            if spec.texts(kind) is not None or config.provider == "file":
+                validate_texts(spec, kind)
     return Inputs(classes=classes, videos=videos)
 
 
@@ -47,13 +50,15 @@ def load_inputs(config: RunConfig) -> Inputs:
 
 def _actionatlas(config: RunConfig) -> tuple[list[ClassSpec], list[VideoSpec]]:
     """The benchmark's questions as videos and classes; a classes file, when given, supplies
-    hand-written steps for the classes it names (by id, or by domain and action)."""
+    hand-written texts for the classes it names (by id, or by domain and action)."""
     questions = load_actionatlas(config.videos)
     joined = question_classes(questions)
     written = load_classes(config.classes) if config.classes else []
     by_id = {s.class_id: s for s in written}
     classes = [
-        replace(spec, steps=match.steps) if (match := by_id.get(spec.class_id) or _same_action(spec, written)) else spec
+        replace(spec, **{kind: match.texts(kind) for kind in TEXT_KINDS})
+        if (match := by_id.get(spec.class_id) or _same_action(spec, written))
+        else spec
         for spec in joined.classes
     ]
     return classes, video_specs(questions, joined)

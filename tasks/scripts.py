@@ -1,17 +1,21 @@
-"""Scripts stage: give every (video, candidate) a script key, and store each script not yet stored.
+"""Scripts stage: give every (video, candidate) a script key per kind of text, and store each
+script not yet stored.
 
-Hand-written steps (the classes file) are stored at once. The other classes go
-to the LLM provider: one request per question (a video's step-less candidates,
-so the model contrasts them) or one per class, as ``LLMSettings.granularity``
-says. A request whose scripts are all stored is not sent again, so editing a
-prompt template regenerates exactly the scripts whose key changed.
+The kinds (``actalign.classes.TEXT_KINDS``) are the ordered steps, and, when a
+scorer needs them, attribute keywords and storyboard sub-texts; each kind has
+its own prompt template and is handled alike. Hand-written texts (the classes
+file) are stored at once. The other classes go to the LLM provider: one request
+per question (a video's candidates without hand-written texts, so the model
+contrasts them) or one per class, as ``LLMSettings.granularity`` says. A request
+whose scripts are all stored is not sent again, so editing a prompt template
+regenerates exactly the scripts whose key changed.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 from prefect import task
@@ -20,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from actalign.classes import ClassSpec
 from actalign.config import RunConfig
 from actalign.keys import stage_key
-from actalign.llm import GeneratedScript, ScriptGenerationError, ScriptRequest
+from actalign.llm import GeneratedScript, LLMSettings, ScriptGenerationError, ScriptRequest
 from actalign.manifest import VideoSpec
 from actalign.scripts import make_provider
 from storage import schemas
@@ -28,16 +32,18 @@ from storage.parquet import write_atomic
 from storage.records import StatusRow, write_status
 from storage.workdir import Workdir
 
-STAGE, VERSION = "scripts", 2
+STAGE, VERSION = "scripts", 3
 
 
 @dataclass(frozen=True)
 class ScriptAssignment:
-    """Which script each (video, candidate) uses, and where each script comes from."""
+    """For one kind of text: which script each (video, candidate) uses, and where each script comes from."""
 
+    kind: str
     keys: dict[str, dict[str, str]]  # video_id -> class_id -> script key
     classes: dict[str, ClassSpec]  # script key -> its class
-    requests: list[ScriptRequest]  # LLM requests covering every key without hand-written steps
+    requests: list[ScriptRequest]  # LLM requests covering every key without hand-written texts
+    llm: LLMSettings | None  # the provider's settings with this kind's prompt template (None: all hand-written)
 
 
 @dataclass
@@ -48,24 +54,31 @@ class ScriptsResult:
     reused: int = 0
 
 
-def hand_written_key(spec: ClassSpec) -> str:
-    return stage_key(STAGE, VERSION, {"class": asdict(spec), "provider": "file"})
+def hand_written_key(spec: ClassSpec, kind: str) -> str:
+    texts = spec.texts(kind)
+    return stage_key(STAGE, VERSION, {"class_id": spec.class_id, "domain": spec.domain, "action": spec.action, kind: texts, "provider": "file"})
 
 
-def assign_scripts(classes: list[ClassSpec], videos: list[VideoSpec], config: RunConfig) -> ScriptAssignment:
-    """Script keys for every candidate of every video; pure, no request is sent."""
+def llm_settings(config: RunConfig, kind: str) -> LLMSettings:
+    """The run's LLM settings with the prompt template of ``kind``."""
+    return config.llm.model_copy(update={"prompt": config.prompt_for(kind)})
+
+
+def assign_scripts(classes: list[ClassSpec], videos: list[VideoSpec], config: RunConfig, kind: str = "steps") -> ScriptAssignment:
+    """Script keys of one kind for every candidate of every video; pure, no request is sent."""
     by_id = {spec.class_id: spec for spec in classes}
-    provider = make_provider("openai", config.llm) if config.provider == "openai" else None
+    settings = llm_settings(config, kind) if config.provider == "openai" else None
+    provider = make_provider("openai", settings) if settings else None
     keys: dict[str, dict[str, str]] = {}
     owners: dict[str, ClassSpec] = {}
     requests: dict[str, ScriptRequest] = {}
     for video in videos:
         specs = [by_id[c] for c in video.candidates]
         keys[video.video_id] = {}
-        for spec in (s for s in specs if s.steps):
-            keys[video.video_id][spec.class_id] = hand_written_key(spec)
-            owners[hand_written_key(spec)] = spec
-        to_write = [s for s in specs if not s.steps]
+        for spec in (s for s in specs if s.texts(kind)):
+            keys[video.video_id][spec.class_id] = hand_written_key(spec, kind)
+            owners[hand_written_key(spec, kind)] = spec
+        to_write = [s for s in specs if not s.texts(kind)]
         if provider is None or not to_write:
             continue
         for request in provider.requests_for(_groups(video, to_write, config)):
@@ -74,15 +87,15 @@ def assign_scripts(classes: list[ClassSpec], videos: list[VideoSpec], config: Ru
                 if spec.action in request.actions and spec.domain_or(video.domain) == request.domain:
                     keys[video.video_id][spec.class_id] = request.key_of(spec.action)
                     owners[request.key_of(spec.action)] = spec
-    return ScriptAssignment(keys=keys, classes=owners, requests=list(requests.values()))
+    return ScriptAssignment(kind=kind, keys=keys, classes=owners, requests=list(requests.values()), llm=settings)
 
 
-def llm_groups(classes: list[ClassSpec], videos: list[VideoSpec], config: RunConfig) -> list[tuple[str | None, list[str]]]:
-    """(domain, actions) of every LLM request the run needs, before deduplication (for the dry run)."""
+def llm_groups(classes: list[ClassSpec], videos: list[VideoSpec], config: RunConfig, kind: str = "steps") -> list[tuple[str | None, list[str]]]:
+    """(domain, actions) of every LLM request of one kind the run needs, before deduplication (for the dry run)."""
     by_id = {spec.class_id: spec for spec in classes}
     groups = []
     for video in videos:
-        to_write = [by_id[c] for c in video.candidates if not by_id[c].steps]
+        to_write = [by_id[c] for c in video.candidates if not by_id[c].texts(kind)]
         if to_write:
             groups += _groups(video, to_write, config)
     return groups
@@ -97,21 +110,22 @@ def _groups(video: VideoSpec, specs: list[ClassSpec], config: RunConfig) -> list
     return [(spec.domain_or(video.domain), [spec.action]) for spec in specs]
 
 
-def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment, config: RunConfig) -> ScriptsResult:
+def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -> ScriptsResult:
     """Store every script the assignment needs; a failed LLM request fails only its own keys."""
     result, rows, requests_log = ScriptsResult(), [], []
+    kind = assignment.kind
     for key, spec in assignment.classes.items():
-        if spec.steps:
+        if spec.texts(kind):
             if workdir.script_path(key).exists():
                 result.reused += 1
             else:
-                _store(workdir, key, spec, spec.steps, "file")
+                _store(workdir, key, spec, kind, spec.texts(kind), "file")
                 result.generated += 1
     pending = [r for r in assignment.requests if not all(workdir.script_path(k).exists() for k in r.script_keys)]
     result.reused += sum(len(r.script_keys) for r in assignment.requests if r not in pending)
     rows += [StatusRow(STAGE, _item(r), "skipped", r.key, message="reused from the store") for r in assignment.requests if r not in pending]
     if pending:
-        provider = make_provider("openai", config.llm)
+        provider = make_provider("openai", assignment.llm)
         started = time.perf_counter()
         batch = provider.generate_many(pending)
         seconds = time.perf_counter() - started
@@ -121,19 +135,19 @@ def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment, c
                 result.failed_keys.update(request.script_keys)
                 result.llm_requests += exc.requests
                 rows.append(StatusRow.failed(STAGE, _item(request), exc, seconds, key=request.key))
-                requests_log.append(_failed_request(run_id, request, exc, config))
+                requests_log.append(_failed_request(run_id, request, exc, assignment.llm))
                 continue
             scripts = batch.scripts[request.key]
             for generated in scripts.values():
-                _store(workdir, generated.key, assignment.classes[generated.key], generated.steps, provider.name, generated)
+                _store(workdir, generated.key, assignment.classes[generated.key], kind, generated.steps, provider.name, generated)
                 result.generated += 1
             first = next(iter(scripts.values()))
             result.llm_requests += first.requests
             rows.append(StatusRow(STAGE, _item(request), "ok", request.key, attempts=first.requests, seconds=seconds))
             requests_log.append(_request_row(run_id, request, first))
-    write_status(workdir, run_id, STAGE, "all", rows)
+    write_status(workdir, run_id, STAGE, kind, rows)
     if requests_log:
-        write_atomic(pa.Table.from_pylist(requests_log, schema=schemas.LLM_REQUESTS), workdir.llm_requests_path(run_id))
+        write_atomic(pa.Table.from_pylist(requests_log, schema=schemas.LLM_REQUESTS), workdir.llm_requests_path(run_id, kind))
     return result
 
 
@@ -142,11 +156,12 @@ def _item(request: ScriptRequest) -> str:
 
 
 def _store(
-    workdir: Workdir, key: str, spec: ClassSpec, steps: Sequence[str], provider: str, generated: GeneratedScript | None = None
+    workdir: Workdir, key: str, spec: ClassSpec, kind: str, texts: Sequence[str], provider: str, generated: GeneratedScript | None = None
 ) -> None:
     rows = [
         {
             "class_id": spec.class_id,
+            "kind": kind,
             "domain": spec.domain,
             "action": spec.action,
             "step_idx": index,
@@ -158,7 +173,7 @@ def _store(
             "template_hash": generated.template_hash if generated else None,
             "request_key": generated.request_key if generated else None,
         }
-        for index, text in enumerate(steps)
+        for index, text in enumerate(texts)
     ]
     write_atomic(pa.Table.from_pylist(rows, schema=schemas.SCRIPTS), workdir.script_path(key))
 
@@ -181,15 +196,15 @@ def _request_row(run_id: str, request: ScriptRequest, generated: GeneratedScript
     }
 
 
-def _failed_request(run_id: str, request: ScriptRequest, exc: ScriptGenerationError, config: RunConfig) -> dict:
+def _failed_request(run_id: str, request: ScriptRequest, exc: ScriptGenerationError, settings: LLMSettings) -> dict:
     return {
         "run_id": run_id,
         "request_key": request.key,
         "domain": request.domain,
         "actions": list(request.actions),
         "state": "failed",
-        "model": config.llm.model,
-        "template": config.llm.prompt,
+        "model": settings.model,
+        "template": settings.prompt,
         "requests": exc.requests,
         "raw_response": "\n---\n".join(exc.raw_answers) if exc.raw_answers else exc.raw_answer,
         "error_class": exc.error_class,
@@ -198,5 +213,5 @@ def _failed_request(run_id: str, request: ScriptRequest, exc: ScriptGenerationEr
 
 
 @task(name="write-scripts", retries=0, cache_policy=NO_CACHE)  # the LLM provider has its own retry layer
-def write_scripts_task(workdir: Workdir, run_id: str, assignment: ScriptAssignment, config: RunConfig) -> ScriptsResult:
-    return write_scripts(workdir, run_id, assignment, config)
+def write_scripts_task(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -> ScriptsResult:
+    return write_scripts(workdir, run_id, assignment)

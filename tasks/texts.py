@@ -1,7 +1,10 @@
-"""Text stage: embed each stored script's steps and its class name, under the embedding key.
+"""Text stage: embed each stored script under the embedding key.
 
-Embedding keys depend on the script key, the text templates and the
-checkpoint. A script whose embedding file exists is not encoded again.
+A steps script is embedded with its class-name text (for mean-pool); steps and
+attribute keywords go through ``step_template`` ("<step> in <domain>"), and
+storyboard sub-texts, full sentences, are embedded as written. Embedding keys
+depend on the script key, the text templates and the checkpoint. A script whose
+embedding file exists is not encoded again.
 """
 
 from __future__ import annotations
@@ -38,13 +41,29 @@ def embed_key(script_key: str, config: RunConfig, encoder: Encoder) -> str:
     return stage_key(STAGE, VERSION, templates, [script_key, encoder.model_id, encoder.fingerprint])
 
 
-def encode_texts(workdir: Workdir, run_id: str, scripts: dict[str, ClassSpec], written: ScriptsResult, config: RunConfig) -> TextsResult:
-    """``scripts``: script key -> its class (for the domain and the class-name text); the keys that
-    ``written`` reports as failed have no stored script and are left out."""
+ROW_KIND = {"steps": "step", "attributes": "attribute", "subtexts": "subtext"}
+
+
+def texts_to_encode(spec: ClassSpec, kind: str, stored: list[str], config: RunConfig) -> list[tuple[str, int, str]]:
+    """(row kind, index, text) of everything one script's embedding file holds."""
+    if kind == "subtexts":
+        return [(ROW_KIND[kind], i, text) for i, text in enumerate(stored)]
+    rows = [(ROW_KIND[kind], i, render_text(config.step_template, domain=spec.domain, step=text)) for i, text in enumerate(stored)]
+    if kind == "steps":
+        rows.append(("name", -1, render_text(config.name_template, domain=spec.domain, action=spec.action)))
+    return rows
+
+
+def encode_texts(
+    workdir: Workdir, run_id: str, scripts: dict[str, tuple[ClassSpec, str]], written: list[ScriptsResult], config: RunConfig
+) -> TextsResult:
+    """``scripts``: script key -> (its class, its kind); the keys that ``written`` reports as failed
+    have no stored script and are left out."""
     encoder = encoder_for(config)
+    failed = set().union(*(w.failed_keys for w in written))
     result, rows = TextsResult(), []
-    for script_key, spec in scripts.items():
-        if script_key in written.failed_keys:
+    for script_key, (spec, kind) in scripts.items():
+        if script_key in failed:
             continue
         started = time.perf_counter()
         try:
@@ -54,10 +73,9 @@ def encode_texts(workdir: Workdir, run_id: str, scripts: dict[str, ClassSpec], w
                 result.reused += 1
                 rows.append(StatusRow(STAGE, spec.class_id, "skipped", key, message="reused from the store"))
             else:
-                steps = [render_text(config.step_template, domain=spec.domain, step=s) for s in read_script_steps(workdir.script_path(script_key))]
-                name = render_text(config.name_template, domain=spec.domain, action=spec.action)
-                embeddings = encoder.embed_texts([*steps, name])
-                write_text_embeddings(path, class_id=spec.class_id, steps=steps, name=name, embeddings=embeddings, model=encoder.model_id, embed_key=key)
+                texts = texts_to_encode(spec, kind, read_script_steps(workdir.script_path(script_key)), config)
+                embeddings = encoder.embed_texts([text for _, _, text in texts])
+                write_text_embeddings(path, class_id=spec.class_id, texts=texts, embeddings=embeddings, model=encoder.model_id, embed_key=key)
                 result.encoded_texts += len(embeddings)
                 rows.append(StatusRow(STAGE, spec.class_id, "ok", key, seconds=time.perf_counter() - started))
             result.embed_keys[script_key] = key
@@ -69,5 +87,7 @@ def encode_texts(workdir: Workdir, run_id: str, scripts: dict[str, ClassSpec], w
 
 
 @task(name="encode-texts", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def encode_texts_task(workdir: Workdir, run_id: str, scripts: dict[str, ClassSpec], written: ScriptsResult, config: RunConfig) -> TextsResult:
+def encode_texts_task(
+    workdir: Workdir, run_id: str, scripts: dict[str, tuple[ClassSpec, str]], written: list[ScriptsResult], config: RunConfig
+) -> TextsResult:
     return encode_texts(workdir, run_id, scripts, written, config)

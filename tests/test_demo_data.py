@@ -49,7 +49,10 @@ def test_classes_file_schema(dataset: tuple[Path, Path], classes: dict[str, dict
     orders = {tuple(entry["steps"]) for entry in classes.values()}
     assert orders == set(itertools.permutations(step_names))
     for class_id, entry in classes.items():
-        assert set(entry) == {"id", "action", "domain", "steps"}
+        assert set(entry) == {"id", "action", "domain", "steps", "attributes", "subtexts"}
+        # order-free texts are the same for every class: only the steps' order tells classes apart
+        assert entry["attributes"] == next(iter(classes.values()))["attributes"]
+        assert sorted(entry["subtexts"]) == sorted(next(iter(classes.values()))["subtexts"])
         assert re.fullmatch(r"[a-z0-9-]+", class_id)
         assert entry["domain"] == "shapes"
         assert isinstance(entry["action"], str) and ", then " in entry["action"]

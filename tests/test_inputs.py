@@ -56,7 +56,7 @@ def test_classes_json_list_form(tmp_path):
         ("classes: []", "has no classes"),
         ("classes:\n  - domain: x\n", "non-empty 'action'"),
         ("classes:\n  - {action: A, steps: [a]}\n  - {action: a, steps: [b]}\n", "duplicate class id 'a'"),
-        ("classes:\n  - {action: A, steps: ['ok', '']}\n", "a step is empty"),
+        ("classes:\n  - {action: A, steps: ['ok', '']}\n", "an entry of 'steps' is empty"),
         ("classes: [unclosed", "cannot parse"),
     ],
 )

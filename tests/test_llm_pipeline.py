@@ -27,7 +27,8 @@ def inputs(demo_dataset, tmp_path) -> tuple[Path, Path]:
     manifest, classes = demo_dataset
     entries = yaml.safe_load(classes.read_text())["classes"]
     for entry in entries[1:]:
-        del entry["steps"]
+        for kind in ("steps", "attributes", "subtexts"):
+            del entry[kind]
     step_less = tmp_path / "classes.yaml"
     step_less.write_text(yaml.safe_dump({"classes": entries}))
     rows = list(csv.DictReader(open(manifest)))
@@ -107,3 +108,32 @@ def test_a_failed_question_fails_its_videos_only(inputs, tmp_path):
         missing = con.execute("SELECT count(*) FROM status WHERE stage = 'score' AND error_class = 'MissingScriptError'").fetchone()[0]
         scored = con.execute("SELECT count(DISTINCT video_id) FROM scores").fetchone()[0]
         assert missing > 0 and scored > 0 and missing + scored == 6
+
+
+def test_attributes_and_storyboard_texts_are_scripts_like_any_other(inputs, tmp_path):
+    """Scorers that need attribute keywords and storyboard sub-texts get them from the LLM, each kind with
+    its own template, stored and keyed like steps; an unchanged re-run asks for nothing."""
+    def responder(call):
+        prompt, listed = call.first_user, candidates_of(call)
+        if "attribute keywords" in prompt:  # at most 4 words each
+            texts = [[f"keyword {k} of {i}" for k in range(8)] for i in range(len(listed))]
+        elif "This action is" in prompt:
+            texts = [[f"This action is {a}, view {k}" for k in range(4)] for a in listed]
+        else:
+            texts = [steps_for(a) for a in listed]
+        return Reply(answer([{"index": i, "action": a, "steps": t} for i, (a, t) in enumerate(zip(listed, texts), start=1)]))
+
+    scorers = ("mean-pool", "actalign", "attribute-saliency", "storyboard")
+    with LLMServer(responder) as server:
+        settings = config(inputs, tmp_path / "work", server).model_dump() | {"scorers": scorers}
+        first = run_pipeline(RunConfig(**settings))
+        again = run_pipeline(RunConfig(**settings))
+        prompts = [call.first_user for call in server.calls]
+    assert first.state == "completed" and first.llm_requests == 3 * 5  # 5 candidate sets x 3 kinds of text
+    assert sum("attribute keywords" in p for p in prompts) == 5 and sum("This action is" in p for p in prompts) == 5
+    assert (again.llm_requests, again.encoded_texts) == (0, 0)
+    with duckdb.connect(str(tmp_path / "work" / "actalign.duckdb"), read_only=True) as con:
+        kinds = con.execute("SELECT kind, count(DISTINCT class_id) FROM scripts GROUP BY 1 ORDER BY 1").fetchall()
+        assert kinds == [("attributes", 6), ("steps", 6), ("subtexts", 6)]
+        per_scorer = con.execute("SELECT scorer, count(*) FROM scores WHERE run_id = ? GROUP BY 1 ORDER BY 1", [first.run_id]).fetchall()
+        assert [s for s, _ in per_scorer] == sorted(scorers) and len({n for _, n in per_scorer}) == 1

@@ -128,7 +128,7 @@ def test_bad_videos_fail_alone(demo_dataset, tmp_path):
         (rows[2]["video_id"], "SegmentOutOfRangeError"),
     ]
     assert "gone.mp4" in failed[0][2] and "notes.mp4" in failed[1][2]
-    assert query(root, "SELECT count(DISTINCT video_id), count(DISTINCT scorer), count(*) FROM scores WHERE run_id = ?", run) == [(3, 4, 3 * 6 * 4)]
+    assert query(root, "SELECT count(DISTINCT video_id), count(DISTINCT scorer), count(*) FROM scores WHERE run_id = ?", run) == [(3, len(SCORER_NAMES), 3 * 6 * len(SCORER_NAMES))]
     assert query(root, "SELECT n, n_missing FROM accuracy WHERE run_id = ? AND scorer = 'actalign'", run) == [(3, 3)]
     assert query(root, "SELECT state, n_failed FROM runs WHERE run_id = ?", run) == [("completed_with_failures", 3)]
 

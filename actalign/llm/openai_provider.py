@@ -285,13 +285,13 @@ class OpenAIScriptProvider:
         Raises ScriptGenerationError when any request fails. A pipeline that wants one status row per
         question should call ``requests_for`` and ``generate`` itself.
         """
-        from actalign.scripts import Script, validate_steps
+        from actalign.scripts import Script, validate_texts
 
         result: dict[str, Script] = {}
         todo: dict[str | None, list[ClassSpec]] = {}
         for spec in classes:
             if spec.steps:
-                result[spec.class_id] = Script(spec.class_id, validate_steps(spec), "file")
+                result[spec.class_id] = Script(spec.class_id, validate_texts(spec), "file")
             else:
                 todo.setdefault(spec.domain, []).append(spec)
         if not todo:
