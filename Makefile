@@ -7,19 +7,19 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# Chromium (Debian's package) renders the HTML report in tests/test_report.py, which skips without it;
-# installing it is best effort (it needs root and apt-get).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || true
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/actalign demo
 
+# Chromium (Debian's package) renders the HTML report in tests/test_report.py, which skips without it;
+# installing it is best effort (it needs root and apt-get).
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || true
 	$(VENV)/bin/pytest
 
 clean:
