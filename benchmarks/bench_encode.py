@@ -1,7 +1,7 @@
 """Acquire-stage throughput and memory: does the stage run at the speed of the model, in bounded memory?
 
-    python -m benchmarks.bench_encode                 # base-random (fp32 and bf16) + memory cases, ~5-8 min on 2 cores
-    python -m benchmarks.bench_encode --quick         # tiny-random, ~1-2 min
+    python -m benchmarks.bench_encode                 # base-random (fp32 and bf16) + memory cases, ~4 min on 2 cores
+    python -m benchmarks.bench_encode --quick         # tiny-random + memory cases, ~1 min
     python -m benchmarks.bench_encode --device cuda   # the same on a GPU (prints the device it ran on)
 
 Throughput: the whole acquire stage (``tasks.acquire.acquire_videos``: file

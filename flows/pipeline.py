@@ -125,6 +125,7 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
             "logit_scale": encoder.logit_scale,
             "logit_bias": encoder.logit_bias,
         },
+        "encoder": encoder.settings(),
         "scripts": sorted(all_scripts),
         "step_embeddings": sorted(texts.embed_keys.values()),
     }

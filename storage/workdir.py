@@ -32,6 +32,11 @@ class Workdir:
         return self.root / "media"
 
     @property
+    def text_cache_dir(self) -> Path:
+        """Embeddings of every text encoded so far, by model and text (actalign.text_cache)."""
+        return self.root / "cache" / "text_embeddings"
+
+    @property
     def db_path(self) -> Path:
         return self.root / "actalign.duckdb"
 

@@ -1,6 +1,8 @@
 """Text stage: embed each stored script under the embedding key.
 
-A steps script is embedded with its class-name text (for mean-pool); steps and
+A text identical to one embedded before (same model and precision, in any class
+or run) comes from the text cache instead of the encoder. A steps script is
+embedded with its class-name text (for mean-pool); steps and
 attribute keywords go through ``step_template`` ("<step> in <domain>"), and
 storyboard sub-texts, full sentences, are embedded as written. Embedding keys
 depend on the script key, the text templates and the checkpoint. A script whose
@@ -19,6 +21,7 @@ from actalign.classes import ClassSpec
 from actalign.config import RunConfig, render_text
 from actalign.keys import stage_key
 from actalign.models import Encoder
+from actalign.text_cache import embed_texts_cached
 from storage.embeddings import read_script_steps, write_text_embeddings
 from storage.records import StatusRow, write_status
 from storage.workdir import Workdir
@@ -74,9 +77,9 @@ def encode_texts(
                 rows.append(StatusRow(STAGE, spec.class_id, "skipped", key, message="reused from the store"))
             else:
                 texts = texts_to_encode(spec, kind, read_script_steps(workdir.script_path(script_key)), config)
-                embeddings = encoder.embed_texts([text for _, _, text in texts])
+                embeddings, encoded = embed_texts_cached(encoder, [text for _, _, text in texts], workdir.text_cache_dir)
                 write_text_embeddings(path, class_id=spec.class_id, texts=texts, embeddings=embeddings, model=encoder.model_id, embed_key=key)
-                result.encoded_texts += len(embeddings)
+                result.encoded_texts += encoded
                 rows.append(StatusRow(STAGE, spec.class_id, "ok", key, seconds=time.perf_counter() - started))
             result.embed_keys[script_key] = key
         except Exception as exc:  # one script failing leaves the others usable
