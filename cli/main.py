@@ -247,7 +247,8 @@ def _run(config: RunConfig, verbose: bool) -> int:
         f"  videos: {summary.downloaded_videos} downloaded; decoded {summary.decoded_frames} and encoded {summary.encoded_frames} frames; "
         f"{summary.reused_videos} videos reused from the store\n"
         f"  scripts: {summary.scripts_generated} written ({summary.llm_requests} LLM answers), {summary.scripts_reused} reused; "
-        f"encoded {summary.encoded_texts} texts",
+        f"encoded {summary.encoded_texts} texts\n"
+        f"  scores: {summary.scored_pairs} pairs computed, {summary.reused_pairs} reused from the score cache",
         highlight=False,
     )
     print_result(tables.predictions(workdir, summary.run_id), title="Predictions (* = correct)")

@@ -25,7 +25,7 @@ from tasks.acquire import AcquireResult, acquire_shard
 from tasks.plan import Inputs, encoder_for, load_inputs, new_run_id, shards
 from tasks.report import write_report_task
 from tasks.score import STAGE as SCORE_STAGE
-from tasks.score import score_shard
+from tasks.score import ScoreResult, score_shard
 from tasks.scripts import ScriptAssignment, assign_scripts, write_scripts_task
 from tasks.texts import TextsResult, encode_texts_task
 
@@ -47,6 +47,8 @@ class RunSummary:
     scripts_reused: int
     llm_requests: int
     encoded_texts: int
+    scored_pairs: int
+    reused_pairs: int
 
 
 @flow(name="actalign-pipeline")
@@ -105,14 +107,15 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         for name, shard in video_shards.items()
     }
     wait_with_progress({future: len(video_shards[name]) for name, future in scored.items()}, "score")
-    score_failures = 0
+    score_results: list[ScoreResult] = []
     for name, future in scored.items():
         outcome = future.result(raise_on_failure=False)
         if isinstance(outcome, BaseException):
             acquired_ids = results[name].frames_keys
             write_status(workdir, run_id, SCORE_STAGE, name, [StatusRow.failed(SCORE_STAGE, v, outcome) for v in acquired_ids])
-            outcome = len(acquired_ids)
-        score_failures += outcome
+            outcome = ScoreResult(failed=len(acquired_ids))
+        score_results.append(outcome)
+    score_failures = sum(r.failed for r in score_results)
 
     n_failed = sum(r.failed for r in results.values()) + score_failures + sum(len(s.failed_keys) for s in scripts) + texts.failed
     record.state = "completed" if n_failed == 0 else "completed_with_failures"
@@ -148,6 +151,8 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         scripts_reused=sum(s.reused for s in scripts),
         llm_requests=sum(s.llm_requests for s in scripts),
         encoded_texts=texts.encoded_texts,
+        scored_pairs=sum(r.scored_pairs for r in score_results),
+        reused_pairs=sum(r.reused_pairs for r in score_results),
     )
 
 

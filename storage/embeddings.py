@@ -100,3 +100,14 @@ def read_step_texts(path: Path) -> list[str]:
 def read_script_steps(path: Path) -> list[str]:
     """A stored script's steps, in order."""
     return read(path).sort_by("step_idx").column("text").to_pylist()
+
+
+def read_pair_scores(path: Path) -> dict[str, tuple[float, int | None]]:
+    """The score cache of one video: pair key -> (score, path length)."""
+    table = read(path)
+    return dict(zip(table.column("pair_key").to_pylist(), zip(table.column("score").to_pylist(), table.column("path_len").to_pylist())))
+
+
+def write_pair_scores(path: Path, scores: dict[str, tuple[float, int | None]]) -> None:
+    rows = [{"pair_key": key, "score": score, "path_len": path_len} for key, (score, path_len) in scores.items()]
+    write_atomic(pa.Table.from_pylist(rows, schema=schemas.PAIR_SCORES), path)

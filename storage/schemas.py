@@ -95,6 +95,10 @@ SCORES = pa.schema(
     ]
 )
 
+# The score cache, one file per frames key: a (video, candidate, scorer) pair scored once is reused
+# by every run whose inputs give the same pair key (tasks/score.py).
+PAIR_SCORES = pa.schema([("pair_key", pa.string()), ("score", pa.float64()), ("path_len", pa.int32())])
+
 STATUS = pa.schema(
     [
         ("run_id", pa.string()),

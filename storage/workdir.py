@@ -43,6 +43,9 @@ class Workdir:
     def frames_path(self, key: str) -> Path:
         return self.root / "store" / "frame_embeddings" / f"{key}.parquet"
 
+    def pair_scores_path(self, frames_key: str) -> Path:
+        return self.root / "store" / "pair_scores" / f"{frames_key}.parquet"
+
     def script_path(self, key: str) -> Path:
         return self.root / "store" / "scripts" / f"{key}.parquet"
 

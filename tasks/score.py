@@ -1,8 +1,15 @@
-"""Score stage: every scorer on every (video, candidate) pair of a shard, written as one file."""
+"""Score stage: every scorer on every (video, candidate) pair of a shard, written as one file.
+
+A pair's score is cached under its pair key (scorer, smoothing, the checkpoint's
+calibration, the frames key and the candidate's embedding keys), one cache file
+per video. A run scores only the pairs whose key is new: after a prompt edit,
+only the pairs of the regenerated scripts; after adding a scorer, only its pairs.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import pyarrow as pa
 from prefect import task
@@ -12,12 +19,21 @@ from actalign.config import RunConfig
 from actalign.manifest import VideoSpec
 from actalign.scorers import Calibration, ClassTexts, make_scorer
 from storage import schemas
-from storage.embeddings import read_frame_embeddings, read_text_embeddings
+from actalign.keys import stage_key
+from storage.embeddings import read_frame_embeddings, read_pair_scores, read_text_embeddings, write_pair_scores
 from storage.parquet import write_atomic
 from storage.records import StatusRow, write_status
 from storage.workdir import Workdir
 
 STAGE = "score"
+VERSION = 1  # bump when any scorer's logic changes
+
+
+@dataclass
+class ScoreResult:
+    failed: int = 0  # videos
+    scored_pairs: int = 0  # (video, candidate, scorer) pairs computed by this run
+    reused_pairs: int = 0  # pairs taken from the score cache
 
 
 class MissingScriptError(Exception):
@@ -33,13 +49,12 @@ def score_videos(
     embed_keys: dict[str, dict[str, dict[str, str]]],
     calibration: Calibration,
     config: RunConfig,
-) -> int:
-    """Score the shard's acquired videos; ``embed_keys``: video -> candidate -> text kind -> embedding key.
-    Returns how many videos failed here."""
+) -> ScoreResult:
+    """Score the shard's acquired videos; ``embed_keys``: video -> candidate -> text kind -> embedding key."""
     scorers = [make_scorer(name, smoothing=config.smoothing) for name in config.scorers]
     kinds = config.text_kinds()
     texts: dict[tuple[str, ...], ClassTexts] = {}  # by embedding keys: read each stored file once per shard
-    records, rows, failed = [], [], 0
+    records, rows, result = [], [], ScoreResult()
     for video in (v for v in videos if v.video_id in frames_keys):
         started = time.perf_counter()
         try:
@@ -48,33 +63,68 @@ def score_videos(
             if missing:
                 raise MissingScriptError(f"video {video.video_id!r}: no embedded script for candidate(s) {missing}; see the scripts and step_embeddings status rows")
             frames_key = frames_keys[video.video_id]
-            frames = read_frame_embeddings(workdir.frames_path(frames_key))
-            for candidate in video.candidates:
-                if _texts_key(keys[candidate], kinds) not in texts:
-                    texts[_texts_key(keys[candidate], kinds)] = class_texts(workdir, candidate, keys[candidate])
-            candidates = [texts[_texts_key(keys[c], kinds)] for c in video.candidates]
-            video_records = [
+            scores = _score_pairs(workdir, video, frames_key, keys, kinds, scorers, calibration, config, texts, result)
+            records += [
                 {
                     "run_id": run_id,
                     "video_id": video.video_id,
-                    "candidate": c.class_id,
+                    "candidate": candidate,
                     "scorer": scorer.name,
-                    "score": s.score,
-                    "path_len": s.path_len,
+                    "score": score,
+                    "path_len": path_len,
                     "frames_key": frames_key,
-                    "embed_key": keys[c.class_id]["steps"],
+                    "embed_key": keys[candidate]["steps"],
                 }
-                for scorer in scorers
-                for c, s in zip(candidates, scorer.score_many(frames, candidates, calibration))
+                for (scorer, candidate), (score, path_len) in scores.items()
             ]
-            records.extend(video_records)
             rows.append(StatusRow(STAGE, video.video_id, "ok", seconds=time.perf_counter() - started))
         except Exception as exc:  # a broken stored file or missing script fails this video only
-            failed += 1
+            result.failed += 1
             rows.append(StatusRow.failed(STAGE, video.video_id, exc, time.perf_counter() - started))
     write_atomic(pa.Table.from_pylist(records, schema=schemas.SCORES), workdir.scores_path(run_id, shard))
     write_status(workdir, run_id, STAGE, shard, rows)
-    return failed
+    return result
+
+
+def pair_key(scorer: str, smoothing: int, calibration: Calibration, frames_key: str, keys: dict[str, str]) -> str:
+    settings = {"scorer": scorer, "smoothing": smoothing, "logit_scale": calibration.logit_scale, "logit_bias": calibration.logit_bias}
+    return stage_key(STAGE, VERSION, settings, [frames_key, *(f"{kind}={key}" for kind, key in sorted(keys.items()))])
+
+
+def _score_pairs(
+    workdir: Workdir,
+    video: VideoSpec,
+    frames_key: str,
+    keys: dict[str, dict[str, str]],
+    kinds: tuple[str, ...],
+    scorers: list,
+    calibration: Calibration,
+    config: RunConfig,
+    texts: dict[tuple[str, ...], ClassTexts],
+    result: ScoreResult,
+) -> dict[tuple[str, str], tuple[float, int | None]]:
+    """(scorer, candidate) -> (score, path_len): from the cache, computing only the pairs it lacks."""
+    cache_path = workdir.pair_scores_path(frames_key)
+    cached = read_pair_scores(cache_path) if cache_path.exists() else {}
+    new: dict[str, tuple[float, int | None]] = {}
+    frames = None
+    scores = {}
+    for scorer in scorers:
+        wanted = {c: pair_key(scorer.name, config.smoothing, calibration, frames_key, keys[c]) for c in video.candidates}
+        todo = [c for c, key in wanted.items() if key not in cached]
+        if todo:
+            frames = read_frame_embeddings(workdir.frames_path(frames_key)) if frames is None else frames
+            for c in todo:
+                if _texts_key(keys[c], kinds) not in texts:
+                    texts[_texts_key(keys[c], kinds)] = class_texts(workdir, c, keys[c])
+            computed = scorer.score_many(frames, [texts[_texts_key(keys[c], kinds)] for c in todo], calibration)
+            new.update({wanted[c]: (s.score, s.path_len) for c, s in zip(todo, computed)})
+        result.scored_pairs += len(todo)
+        result.reused_pairs += len(wanted) - len(todo)
+        scores.update({(scorer, c): cached.get(key) or new[key] for c, key in wanted.items()})
+    if new:
+        write_pair_scores(cache_path, {**cached, **new})
+    return scores
 
 
 def _texts_key(keys: dict[str, str], kinds: tuple[str, ...]) -> tuple[str, ...]:
@@ -103,5 +153,5 @@ def score_shard(
     embed_keys: dict[str, dict[str, dict[str, str]]],
     calibration: Calibration,
     config: RunConfig,
-) -> int:
+) -> ScoreResult:
     return score_videos(workdir, run_id, shard, videos, frames_keys, embed_keys, calibration, config)

@@ -46,6 +46,10 @@ def inputs(demo_dataset, tmp_path) -> tuple[Path, Path]:
     return out, step_less
 
 
+def candidate_sets(manifest: Path) -> list[list[str]]:
+    return [row["candidates"].split("|") for row in csv.DictReader(open(manifest))]
+
+
 def config(inputs, workdir: Path, server: LLMServer, prompt: str = "context-rich") -> RunConfig:
     llm = LLMSettings(base_url=server.base_url, prompt=prompt, timeout=5, backoff_initial=0.01, requests_per_minute=None)
     return RunConfig(videos=inputs[0], classes=inputs[1], workdir=workdir, model="tiny-random", provider="openai", llm=llm)
@@ -70,10 +74,12 @@ def test_prompt_edit_regenerates_scripts_and_reuses_frames(inputs, tmp_path, mon
     assert sent_first == first.llm_requests == 5  # one per distinct candidate set, the hand-written class left out
     # The class with hand-written steps is never sent to the LLM.
     hand_written = yaml.safe_load(inputs[1].read_text())["classes"][0]["action"]
+    hand_written_id = yaml.safe_load(inputs[1].read_text())["classes"][0]["id"]
     assert not any(hand_written in prompt for prompt in prompts)
     assert first.encoded_frames == 72 and first.encoded_texts > 0
 
     assert (sent_again, again.llm_requests, again.scripts_generated) == (0, 0, 0)
+    assert (again.scored_pairs, again.reused_pairs) == (0, first.scored_pairs)
     assert (again.encoded_texts, again.encoded_frames, again.decoded_frames) == (0, 0, 0)
 
     assert sent_after_edit == sent_first and after_edit.llm_requests == sent_first
@@ -82,6 +88,9 @@ def test_prompt_edit_regenerates_scripts_and_reuses_frames(inputs, tmp_path, mon
     # The loopback LLM writes the same steps for the new template: new scripts and embedding files under
     # new keys, but the identical texts come from the text cache, not the encoder.
     assert after_edit.encoded_texts == 0
+    # Only the pairs whose script changed are re-scored: every pair but those of the hand-written class.
+    hand_written_pairs = 2 * sum(hand_written_id in c for c in candidate_sets(inputs[0]))
+    assert (after_edit.scored_pairs, after_edit.reused_pairs) == (first.scored_pairs - hand_written_pairs, hand_written_pairs)
 
     with duckdb.connect(str(workdir / "actalign.duckdb"), read_only=True) as con:
         per_run = con.execute("SELECT run_id, count(*), sum(prompt_tokens) FROM llm_requests GROUP BY 1 ORDER BY 1").fetchall()

@@ -92,7 +92,10 @@ def test_rerun_decodes_and_encodes_nothing(first_run):
     DECODE_STATS.reset()
     again = run_pipeline(config)
     assert DECODE_STATS.frames == 0 and DECODE_STATS.videos == 0
-    assert (again.decoded_frames, again.encoded_frames, again.encoded_texts) == (0, 0, 0)
+    assert (again.decoded_frames, again.encoded_frames, again.encoded_texts, again.scored_pairs) == (0, 0, 0, 0)
+    assert again.reused_pairs == summary.scored_pairs == 6 * 6 * 2
+    more = run_pipeline(config.model_copy(update={"scorers": ("mean-pool", "actalign", "actalign-segment")}))
+    assert (more.scored_pairs, more.reused_pairs, more.decoded_frames) == (6 * 6, 6 * 6 * 2, 0)  # only the new scorer's pairs
     assert again.reused_videos == 6 and again.run_id != summary.run_id
     assert [f.stat().st_mtime_ns for f in frame_files] == mtimes
     root = Path(summary.workdir)
