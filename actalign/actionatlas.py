@@ -49,7 +49,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 
 from actalign.classes import ClassSpec, slugify
 from actalign.errors import InputError

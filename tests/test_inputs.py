@@ -12,7 +12,7 @@ import pytest
 from actalign.classes import load_classes
 from actalign.errors import InputError
 from actalign.manifest import load_manifest
-from actalign.scripts import FileScriptProvider
+from actalign.scripts import validate_texts
 
 CLASSES_YAML = """
 classes:
@@ -41,8 +41,7 @@ def write(path: Path, text: str) -> Path:
 def test_classes_ids_and_steps(classes):
     assert [c.class_id for c in classes] == ["axe-kick", "roundhouse"]
     assert classes[1].steps == ("pivot on the standing foot", "swing the leg around", "strike with the instep")
-    scripts = FileScriptProvider().scripts(classes)
-    assert scripts["axe-kick"].steps == ("raise the leg high", "drop the heel down")
+    assert validate_texts(classes[0]) == ("raise the leg high", "drop the heel down")
 
 
 def test_classes_json_list_form(tmp_path):
@@ -67,10 +66,10 @@ def test_bad_classes_files(tmp_path, text, message):
     assert str(path) in str(info.value)
 
 
-def test_class_without_steps_is_refused_by_the_file_provider(tmp_path):
+def test_class_without_steps_is_refused(tmp_path):
     classes = load_classes(write(tmp_path / "c.yaml", "classes:\n  - {action: Lonely kick}\n"))
     with pytest.raises(InputError, match="'lonely-kick'.*has no steps"):
-        FileScriptProvider().scripts(classes)
+        validate_texts(classes[0])
 
 
 def test_csv_jsonl_and_parquet_manifests_agree(tmp_path, classes):

@@ -52,7 +52,6 @@ from typing import Any
 import openai
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from actalign.classes import ClassSpec
 from actalign.keys import stage_key
 from actalign.llm.errors import InvalidAnswerError, LLMRequestError, ScriptGenerationError
 from actalign.llm.prompts import PromptTemplate, format_candidates, load_template
@@ -275,50 +274,6 @@ class OpenAIScriptProvider:
         with ThreadPoolExecutor(max_workers=max_workers or self.settings.max_concurrency) as pool:
             list(pool.map(run, requests))
         return batch
-
-    # --- the ScriptProvider protocol (actalign.scripts) -----------------------------------------
-
-    def scripts(self, classes: Sequence[ClassSpec]) -> dict[str, Any]:
-        """One ``Script`` per class. Classes with hand-written steps keep them (provider ``file``); the rest
-        go to the LLM: per class, or (question granularity) all step-less classes of a domain as one question.
-
-        Raises ScriptGenerationError when any request fails. A pipeline that wants one status row per
-        question should call ``requests_for`` and ``generate`` itself.
-        """
-        from actalign.scripts import Script, validate_texts
-
-        result: dict[str, Script] = {}
-        todo: dict[str | None, list[ClassSpec]] = {}
-        for spec in classes:
-            if spec.steps:
-                result[spec.class_id] = Script(spec.class_id, validate_texts(spec), "file")
-            else:
-                todo.setdefault(spec.domain, []).append(spec)
-        if not todo:
-            return {spec.class_id: result[spec.class_id] for spec in classes}
-        if self.settings.granularity == "question":
-            groups = [(domain, [spec.action for spec in specs]) for domain, specs in todo.items()]
-        else:
-            groups = [(spec.domain, [spec.action]) for specs in todo.values() for spec in specs]
-        batch = self.generate_many(self.requests_for(groups))
-        if batch.failures:
-            first = next(iter(batch.failures.values()))
-            raise type(first)(
-                f"{len(batch.failures)} of {len(batch.failures) + len(batch.scripts)} LLM request(s) failed; first: {first}",
-                request_key=first.request_key,
-                actions=first.actions,
-                raw_answer=first.raw_answer,
-                raw_answers=first.raw_answers,
-                requests=first.requests,
-            )
-        by_key = {g.key: g for scripts in batch.scripts.values() for g in scripts.values()}
-        for domain, specs in todo.items():
-            actions = question_actions(spec.action for spec in specs)
-            candidates = actions if self.settings.granularity == "question" and len(actions) > 1 else None
-            for spec in specs:
-                generated = by_key[self.script_key(domain, spec.action, candidates)]
-                result[spec.class_id] = Script(spec.class_id, generated.steps, self.name, key=generated.key, generated=generated)
-        return {spec.class_id: result[spec.class_id] for spec in classes}
 
     # --- HTTP ---------------------------------------------------------------------------------
 
