@@ -5,6 +5,7 @@ Validated before any work starts; stored in full in the ``runs`` table.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,8 @@ from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES, texts_needed
 
 DEFAULT_WORKDIR = Path("actalign-data")
 DEFAULT_SHARD_SIZE = 16  # videos per task: coarse enough that Prefect's per-task cost is noise
+# A Dask scheduler address: scheme://host:port (IPv6 in brackets) for the network transports, or inproc://anything.
+_DASK_ADDRESS = re.compile(r"(?:(?:tcp|tls|ucx|ws|wss)://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}|inproc://\S+)")
 
 
 class DownloadSettings(BaseModel):
@@ -71,7 +74,8 @@ class RunConfig(BaseModel):
     attribute_prompt: str = Field("attributes", description="prompt template for attribute keywords (attribute-saliency)")
     subtext_prompt: str = Field("storyboard", description="prompt template for storyboard sub-texts (storyboard)")
     shard_size: int = Field(DEFAULT_SHARD_SIZE, ge=1, description="videos per task")
-    workers: int = Field(2, ge=1, description="tasks running at once in this process")
+    workers: int = Field(2, ge=1, description="tasks running at once in this process (local runner)")
+    dask_address: str | None = Field(None, description="run the tasks on this existing Dask scheduler, e.g. tcp://host:8786")
     download: DownloadSettings = Field(default_factory=DownloadSettings, description="fetching remote videos")
 
     def text_kinds(self) -> tuple[str, ...]:
@@ -96,6 +100,20 @@ class RunConfig(BaseModel):
         if unknown:
             raise ValueError(f"unknown scorer(s) {unknown}; choose from {list(SCORER_NAMES)}")
         return tuple(dict.fromkeys(value))
+
+    @field_validator("dask_address")
+    @classmethod
+    def _dask_address(cls, value: str | None) -> str | None:
+        """Refuse a typo here, before any work, rather than as a connect timeout after the planning."""
+        if value is None:
+            return None
+        address = value.strip()
+        if "://" not in address:
+            address = f"tcp://{address}"  # Dask's own default transport for host:port
+        port = address.rsplit(":", 1)[-1]
+        if not _DASK_ADDRESS.fullmatch(address) or (not address.startswith("inproc://") and not 0 < int(port) < 65536):
+            raise ValueError(f"{value!r} is not a Dask scheduler address; expected e.g. tcp://host:8786, tls://host:8786 or inproc://...")
+        return address
 
     @field_validator("step_template", "name_template")
     @classmethod

@@ -427,6 +427,14 @@ REQUIRED_TEXTS: dict[str, tuple[str, ...]] = {  # scorer name -> the optional Cl
 }
 
 
+SMOOTHED = frozenset({*ALIGNMENT_MODES, "drop-dtw", "drop-dtw-calibrated"})  # scorers that use the smoothing width
+
+
+def scorer_settings(name: str, smoothing: int) -> dict[str, object]:
+    """What a scorer's result depends on besides its inputs: a smoothing change leaves mean-pool's scores valid."""
+    return {"scorer": name, "smoothing": smoothing} if name in SMOOTHED else {"scorer": name}
+
+
 def texts_needed(names: Sequence[str]) -> set[str]:
     """The optional ClassTexts fields ("attributes", "subtexts") that these scorers need."""
     return {field for name in names for field in REQUIRED_TEXTS.get(name, ())}

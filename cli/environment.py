@@ -15,7 +15,9 @@ PREFECT_DEFAULTS = {
 
 def prepare_prefect(workdir: Path, verbose: bool) -> None:
     """Keep Prefect's database in the workdir (unless PREFECT_HOME is set) and its logs quiet by default."""
-    os.environ.setdefault("PREFECT_HOME", str(workdir.expanduser().resolve() / ".prefect"))
+    root = workdir.expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)  # Prefect cannot create its home under a missing folder
+    os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
     for name, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import yaml
 from pydantic import ValidationError
 
 from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, RunConfig
@@ -16,8 +19,10 @@ from actalign.models import DEFAULT_MODEL, REGISTRY
 from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES
 from cli.display import console, print_error, print_result, print_untrained_banner
 from cli.environment import prepare_prefect, quiet_libraries
+from cli.prompt import prompt_app
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(prompt_app, name="prompt")
 
 MODEL_HELP = "Model: " + ", ".join(f"{name} ({spec.source})" for name, spec in REGISTRY.items()) + "; or any Hugging Face id or local folder."
 WorkdirOption = Annotated[Path, typer.Option("--workdir", help="Folder holding stores, runs and actalign.duckdb.")]
@@ -33,6 +38,8 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefe
 
 @app.command()
 def run(
+    ctx: typer.Context,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="A YAML/JSON configuration (as `actalign config` prints it, or a deployment's config parameter); options given beside it override its fields.")] = None,
     videos: Annotated[Optional[Path], typer.Option("--videos", help="A folder of videos, or a CSV/JSONL/Parquet manifest; with --benchmark, the benchmark's local copy (default: the Hugging Face hub).")] = None,
     classes: Annotated[Optional[Path], typer.Option("--classes", help="YAML/JSON file of candidate classes with their ordered steps (with --benchmark: optional hand-written steps for some classes).")] = None,
     benchmark: Annotated[Optional[str], typer.Option("--benchmark", help="actionatlas: the ActionAtlas v1.0 questions (videos from YouTube, candidates, labels, text obfuscation).")] = None,
@@ -46,6 +53,7 @@ def run(
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast in the towers (faster, slightly different numbers).")] = False,
     shard_size: Annotated[int, typer.Option("--shard-size", help="Videos per task.")] = DEFAULT_SHARD_SIZE,
     workers: Annotated[int, typer.Option("--workers", help="Tasks running at once.")] = 2,
+    dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Run the tasks on an existing Dask cluster, e.g. tcp://host:8786 (the workdir must be shared storage); default: --workers threads here.")] = None,
     step_template: Annotated[str, typer.Option("--step-template", help="Text encoded for each step.")] = "{step} in {domain}",
     name_template: Annotated[str, typer.Option("--name-template", help="Text encoded for a class name (mean-pool).")] = "{action}",
     provider: ProviderOption = "file",
@@ -63,19 +71,91 @@ def run(
     verbose: VerboseOption = False,
 ) -> None:
     """Classify your videos: decode, embed, align every candidate's script, print predictions and accuracy."""
-    settings = dict(
-        videos=videos, classes=classes, benchmark=benchmark, model=model, workdir=workdir, fps=fps, smoothing=smoothing, device=device,
-        batch_size=batch_size, bf16=bf16, shard_size=shard_size, workers=workers,
-        step_template=step_template, name_template=name_template, provider=provider,
-        llm=dict(model=llm_model, base_url=llm_base_url, prompt=prompt, temperature=temperature, granularity=granularity),
-        download=dict(
-            max_height=max_height, cookies=cookies, proxy=proxy, rate_limit=rate_limit,
-            concurrency=download_concurrency, retry_failed=retry_failed,
-        ),
-    )
-    if scorer:
-        settings["scorers"] = tuple(scorer)
-    raise typer.Exit(_run(_config(settings), verbose))
+    raise typer.Exit(_run(_config(_settings(locals())), verbose))
+
+
+OPTION_FIELDS = {  # run options that are nested RunConfig fields; every other option is the field of its name
+    "llm_model": ("llm", "model"), "llm_base_url": ("llm", "base_url"), "prompt": ("llm", "prompt"),
+    "temperature": ("llm", "temperature"), "granularity": ("llm", "granularity"),
+    "max_height": ("download", "max_height"), "cookies": ("download", "cookies"), "proxy": ("download", "proxy"),
+    "rate_limit": ("download", "rate_limit"), "download_concurrency": ("download", "concurrency"), "retry_failed": ("download", "retry_failed"),
+    "scorer": ("scorers",),
+}
+NOT_FIELDS = {"ctx", "config_file", "verbose"}
+
+
+def _settings(options: dict) -> dict:
+    """The options of `run` (and of `status` and `config`, which take the same) as RunConfig fields.
+
+    With ``--config FILE`` the file is the base and only the options given on the command line override it.
+    """
+    ctx: typer.Context = options["ctx"]
+    from_file = options["config_file"] is not None
+    settings: dict = _read_config_file(options["config_file"]) if from_file else {}
+    for name, value in options.items():
+        if name in NOT_FIELDS or (name == "scorer" and not value):
+            continue
+        if from_file and ctx.get_parameter_source(name).name in ("DEFAULT", "DEFAULT_MAP"):
+            continue
+        *parents, field = OPTION_FIELDS.get(name, (name,))
+        target = settings
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[field] = tuple(value) if name == "scorer" else value
+    return settings
+
+
+def _read_config_file(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        print_error(f"cannot read the configuration {path}: {exc}")
+        raise typer.Exit(2) from exc
+    if not isinstance(data, dict):
+        print_error(f"the configuration {path} must be a mapping of RunConfig fields (see `actalign config`)")
+        raise typer.Exit(2)
+    return data.get("config", data) if set(data) == {"config"} else data  # a deployment's parameters block works too
+
+
+def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` taking exactly the options of `run`, so a status or a printed config is of the run you would start."""
+
+    @functools.wraps(run)
+    def with_options(**options: object) -> None:
+        command(_config(_settings(options)))
+
+    with_options.__doc__ = command.__doc__
+    return with_options
+
+
+@app.command("config")
+@_with_run_options
+def config_command(config: RunConfig) -> None:
+    """Print the full configuration of a run with these options (YAML): every field, defaults included.
+
+    The same model is the `config` parameter of the Prefect deployments (prefect.yaml); secrets never appear."""
+    console.print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), highlight=False, end="")
+
+
+@app.command("status")
+@_with_run_options
+def status(config: RunConfig) -> None:
+    """Without running: per stage, what is fresh in the store, what a run with these options would recompute, and why."""
+    from cli.status import show_status
+
+    raise typer.Exit(show_status(config))
+
+
+@app.command()
+def gc(
+    workdir: WorkdirOption = DEFAULT_WORKDIR,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
+) -> None:
+    """Delete store entries no run references (outputs of settings no run uses), leftovers of killed writes,
+    and quarantined corrupt files. Runs, downloaded media and the text cache are kept."""
+    from cli.status import collect_garbage
+
+    raise typer.Exit(collect_garbage(workdir, dry_run))
 
 
 @app.command()
@@ -219,18 +299,10 @@ def _config(settings: dict) -> RunConfig:
 
 def _run(config: RunConfig, verbose: bool) -> int:
     """Validate everything before Prefect starts, run the flow, print the results; the exit code."""
-    from tasks.plan import encoder_for, load_inputs
+    from cli.preflight import preflight
 
-    quiet_libraries()
-    try:
-        inputs = load_inputs(config)
-        console.print(f"{len(inputs.videos)} videos, {len(inputs.classes)} classes; loading model {config.model} ...")
-        encoder = encoder_for(config)
-    except InputError as exc:
-        print_error(str(exc))
+    if preflight(config) is None:
         return 2
-    if not encoder.trained:
-        print_untrained_banner()
     prepare_prefect(config.workdir, verbose)
     from flows.pipeline import run_pipeline
     from queries import tables

@@ -8,20 +8,26 @@ The store is the truth: every stage skips what its key says is already done.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.futures import PrefectFuture
+from prefect.settings import get_current_settings
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from actalign.config import RunConfig
 from actalign.models import UNTRAINED_BANNER
 from actalign.scorers import Calibration
+from flows.placement import encoding_placement
 from flows.progress import wait_with_progress
 from queries.runner import refresh_views
-from storage.records import RunRecord, StatusRow, now, write_run, write_status, write_videos
+from storage.records import RunRecord, StatusRow, mark_interrupted, now, write_run, write_status, write_videos
 from storage.workdir import Workdir
 from tasks.acquire import STAGE as ACQUIRE_STAGE
 from tasks.acquire import AcquireResult, acquire_shard
+from tasks.freshness import describe_plan, plan_run
 from tasks.plan import Inputs, encoder_for, load_inputs, new_run_id, shards
 from tasks.report import write_report_task
 from tasks.score import STAGE as SCORE_STAGE
@@ -59,6 +65,8 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
     if not encoder.trained:
         logger.warning(UNTRAINED_BANNER)
     workdir = Workdir.open(config.workdir)
+    for interrupted in mark_interrupted(workdir):
+        logger.warning("run %s was interrupted (its process is gone); this run reuses what it stored", interrupted)
     record = RunRecord(
         run_id=run_id or new_run_id(),
         started_at=now(),
@@ -70,7 +78,11 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
     write_run(workdir, record)
     write_videos(workdir, record.run_id, inputs.videos)
     try:
-        summary = _run_stages(workdir, record, config, inputs)
+        assignments = [assign_scripts(inputs.classes, inputs.videos, config, kind) for kind in config.text_kinds()]
+        plan = plan_run(workdir, config, inputs, encoder, assignments)
+        plan.write(workdir, record.run_id)  # before any work: what the run will recompute, and the store entries it references
+        logger.info("plan: %s", describe_plan(plan))
+        summary = _run_stages(workdir, record, config, inputs, assignments)
     except BaseException:
         record.state, record.finished_at = "failed", now()
         write_run(workdir, record)
@@ -79,20 +91,21 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
     return summary
 
 
-def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: Inputs) -> RunSummary:
+def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: Inputs, assignments: list[ScriptAssignment]) -> RunSummary:
     run_id, encoder = record.run_id, encoder_for(config)
-    assignments = [assign_scripts(inputs.classes, inputs.videos, config, kind) for kind in config.text_kinds()]
     script_futures = [write_scripts_task.submit(workdir, run_id, assignment) for assignment in assignments]
     all_scripts = {key: (spec, a.kind) for a in assignments for key, spec in a.classes.items()}
-    texts_future = encode_texts_task.submit(workdir, run_id, all_scripts, script_futures, config)
     video_shards = {f"{i:05d}": shard for i, shard in enumerate(shards(inputs.videos, config.shard_size))}
-    acquired = {name: acquire_shard.submit(workdir, run_id, name, shard, config) for name, shard in video_shards.items()}
+    with encoding_placement(config):  # on a Dask cluster: GPU workers only when the run asks for cuda
+        texts_future = encode_texts_task.submit(workdir, run_id, all_scripts, script_futures, config)
+        # Each task gets its own shard's videos and the config: paths and keys travel, never arrays or the model.
+        acquired = {name: acquire_shard.submit(workdir, run_id, name, shard, config) for name, shard in video_shards.items()}
     wait_with_progress({future: len(video_shards[name]) for name, future in acquired.items()}, "acquire (decode + encode)")
     scripts, texts = [future.result() for future in script_futures], texts_future.result()
 
     results: dict[str, AcquireResult] = {}
     for name, future in acquired.items():
-        outcome = future.result(raise_on_failure=False)
+        outcome = shard_outcome(future)
         if isinstance(outcome, BaseException):  # the shard crashed even after Prefect's retry
             write_status(workdir, run_id, ACQUIRE_STAGE, name, [StatusRow.failed(ACQUIRE_STAGE, v.video_id, outcome) for v in video_shards[name]])
             outcome = AcquireResult(failed=len(video_shards[name]))
@@ -109,7 +122,7 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
     wait_with_progress({future: len(video_shards[name]) for name, future in scored.items()}, "score")
     score_results: list[ScoreResult] = []
     for name, future in scored.items():
-        outcome = future.result(raise_on_failure=False)
+        outcome = shard_outcome(future)
         if isinstance(outcome, BaseException):
             acquired_ids = results[name].frames_keys
             write_status(workdir, run_id, SCORE_STAGE, name, [StatusRow.failed(SCORE_STAGE, v, outcome) for v in acquired_ids])
@@ -167,6 +180,30 @@ def candidate_embed_keys(assignments: list[ScriptAssignment], texts: TextsResult
     return keys
 
 
+def shard_outcome(future: PrefectFuture[Any]) -> Any:
+    """A shard's result, or the exception that ended it: a failed task run, and also (on Dask) a worker
+    process that died under it, e.g. killed for memory, which the future raises instead of a state."""
+    try:
+        return future.result(raise_on_failure=False)
+    except Exception as exc:  # distributed.KilledWorker and the like: the other shards carry on
+        return exc
+
+
+def task_runner(config: RunConfig) -> TaskRunner:
+    """The one choice of where tasks run: an existing Dask cluster when the config names one, else
+    ``config.workers`` threads in this process."""
+    if config.dask_address:
+        from prefect_dask import DaskTaskRunner  # imported only for cluster runs: distributed is slow to import
+
+        if not get_current_settings().api.url:
+            logging.getLogger(__name__).warning(
+                "--dask-address without PREFECT_API_URL: every Dask worker starts a temporary Prefect server of its own "
+                "(on the same database when PREFECT_HOME is shared); start `prefect server start` and set PREFECT_API_URL"
+            )
+        return DaskTaskRunner(address=config.dask_address)
+    return ThreadPoolTaskRunner(max_workers=config.workers)
+
+
 def run_pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
-    """Run the flow with the configured number of concurrent tasks."""
-    return pipeline.with_options(task_runner=ThreadPoolTaskRunner(max_workers=config.workers))(config, run_id)
+    """Run the flow on the task runner the config asks for."""
+    return pipeline.with_options(task_runner=task_runner(config))(config, run_id)

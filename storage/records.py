@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from storage import schemas
 from storage.parquet import write_atomic
@@ -57,6 +60,8 @@ class RunRecord:
     stage_keys: dict[str, Any] = field(default_factory=dict)
     n_videos: int = 0
     n_failed: int = 0
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
 
 
 def write_run(workdir: Workdir, record: RunRecord) -> None:
@@ -65,6 +70,36 @@ def write_run(workdir: Workdir, record: RunRecord) -> None:
     row["config"] = json.dumps(record.config, sort_keys=True, default=str)
     row["stage_keys"] = json.dumps(record.stage_keys, sort_keys=True)
     write_atomic(pa.Table.from_pylist([row], schema=schemas.RUNS), workdir.run_record_path(record.run_id))
+
+
+def mark_interrupted(workdir: Workdir) -> list[str]:
+    """Runs still 'running' whose process on this host is gone were killed: say so in their record.
+
+    A killed process cannot write its own end; the next command on the workdir does.
+    """
+    host, marked = socket.gethostname(), []
+    for path in sorted((workdir.root / "runs").glob("*/run.parquet")):
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except (OSError, pa.ArrowException):  # a damaged record is reported by `actalign status`, not fatal here
+            continue
+        row = rows[0] if rows else {}
+        if row.get("state") == "running" and row.get("host") == host and row.get("pid") and not alive(row["pid"]):
+            row["state"] = "interrupted"
+            write_atomic(pa.Table.from_pylist([row], schema=schemas.RUNS), path)
+            marked.append(row["run_id"])
+    return marked
+
+
+def alive(pid: int) -> bool:
+    """Is a process of this host alive?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def write_videos(workdir: Workdir, run_id: str, videos: Sequence[Any]) -> None:

@@ -119,12 +119,30 @@ RUNS = pa.schema(
         ("run_id", pa.string()),
         ("started_at", pa.timestamp("us", tz="UTC")),
         ("finished_at", pa.timestamp("us", tz="UTC")),
-        ("state", pa.string()),  # running | completed | completed_with_failures | failed
+        ("state", pa.string()),  # running | completed | completed_with_failures | failed | interrupted
         ("model", pa.string()),
         ("model_trained", pa.bool_()),
         ("config", pa.string()),  # the full RunConfig as JSON
         ("stage_keys", pa.string()),  # JSON: model fingerprint, per-class script and embedding keys
         ("n_videos", pa.int32()),
         ("n_failed", pa.int32()),
+        ("host", pa.string()),  # where the run's process ran: a dead pid there means the run was interrupted
+        ("pid", pa.int32()),
+    ]
+)
+
+# What a run (or `actalign status`) found before any work: one row per stage item, fresh or stale and why.
+PLANS = pa.schema(
+    [
+        ("plan_id", pa.string()),
+        ("run_id", pa.string()),  # null for `actalign status`
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("stage", pa.string()),  # acquire | scripts | step_embeddings | score
+        ("item", pa.string()),  # video, script or (video/candidate/scorer) pair
+        ("key", pa.string()),
+        ("path", pa.string()),  # the stored output, relative to the workdir
+        ("state", pa.string()),  # fresh | stale | error (no key: e.g. a missing video file)
+        ("reason", pa.string()),  # why stale (or the error)
+        ("settings", pa.string()),  # JSON: the stage's own settings, compared with the previous run's
     ]
 )

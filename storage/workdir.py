@@ -37,6 +37,11 @@ class Workdir:
         return self.root / "cache" / "text_embeddings"
 
     @property
+    def quarantine_dir(self) -> Path:
+        """Damaged store files moved out of the views' globs (storage.integrity)."""
+        return self.root / "quarantine"
+
+    @property
     def db_path(self) -> Path:
         return self.root / "actalign.duckdb"
 
@@ -70,6 +75,10 @@ class Workdir:
     def llm_requests_path(self, run_id: str, kind: str) -> Path:
         return self.run_dir(run_id) / "llm_requests" / f"{kind}.parquet"
 
+    def plan_path(self, run_id: str | None) -> Path:
+        """A run's plan (what it found fresh and stale before work); ``None``: the last `actalign status`."""
+        return self.run_dir(run_id) / "plan.parquet" if run_id else self.root / "plans" / "status.parquet"
+
     def report_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "report.md"
 
@@ -83,6 +92,8 @@ class Workdir:
             self.scores_path(SCHEMA, SCHEMA): schemas.SCORES,
             self.run_dir(SCHEMA) / "status" / f"{SCHEMA}.parquet": schemas.STATUS,
             self.llm_requests_path(SCHEMA, SCHEMA): schemas.LLM_REQUESTS,
+            self.plan_path(SCHEMA): schemas.PLANS,
+            self.plan_path(None).with_name(f"{SCHEMA}.parquet"): schemas.PLANS,
         }
         for path, schema in placeholders.items():
             if not path.exists() or not pq.read_schema(path).equals(schema):  # new columns reach old workdirs

@@ -14,7 +14,9 @@ run sets ``download.retry_failed``; transient failures are retried by the next r
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from actalign.keys import file_fingerprint, stage_key
 from actalign.manifest import VideoSpec
 from actalign.models import Encoder
 from storage.embeddings import write_frame_embeddings
+from storage.integrity import CORRUPT_NOTE, Stored, check
 from storage.records import StatusRow, write_status
 from storage.workdir import Workdir
 from tasks.plan import encoder_for
@@ -57,11 +60,18 @@ def source_fingerprint(video: VideoSpec, config: RunConfig) -> str:
     if is_remote(video.source):
         return media_key(video.source, video.start_s, video.end_s, config.download.options())
     try:
-        return file_fingerprint(video.source)
+        stat = os.stat(video.source)
+        return _content_fingerprint(video.source, stat.st_size, stat.st_mtime_ns)
     except OSError as exc:
         raise VideoNotFoundError(
             f"video {video.video_id!r}: cannot read {video.source} ({exc.strerror or exc}); fix its path in the manifest"
         ) from exc
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _content_fingerprint(path: str, size: int, mtime_ns: int) -> str:
+    """Hash a file once per process while its size and mtime stay (the plan and the stage both need it)."""
+    return file_fingerprint(path)
 
 
 def frames_key(video: VideoSpec, config: RunConfig, encoder: Encoder) -> str:
@@ -100,7 +110,8 @@ def acquire_videos(workdir: Workdir, run_id: str, shard: str, videos: list[Video
         key = None
         try:
             key = frames_key(video, config, encoder)
-            if workdir.frames_path(key).exists():
+            stored = check(workdir, workdir.frames_path(key))
+            if stored is Stored.OK:
                 result.reused += 1
                 result.frames_keys[video.video_id] = key
                 rows.append(StatusRow(STAGE, video.video_id, "skipped", key, message="reused from the store"))
@@ -109,7 +120,7 @@ def acquire_videos(workdir: Workdir, run_id: str, shard: str, videos: list[Video
                     failure_marker(workdir, video, config).read_text() + " (recorded by an earlier run; --retry-failed tries again)"
                 )
             else:
-                todo[video.video_id] = _Item(video, key)
+                todo[video.video_id] = _Item(video, key, note=CORRUPT_NOTE if stored is Stored.CORRUPT else None)
         except Exception as exc:  # any per-video failure is recorded, never fatal to the shard
             result.failed += 1
             rows.append(StatusRow.failed(STAGE, video.video_id, exc, key=key))
@@ -127,6 +138,7 @@ class _Item:
     key: str
     download: Future | None = None  # of fetch_many's one-element result
     fetched: Downloaded | None = None
+    note: str | None = None  # said in the status row (a corrupt stored file replaced)
 
 
 def _stream(workdir: Workdir, items: list[_Item], config: RunConfig, encoder: Encoder, result: AcquireResult) -> list[StatusRow]:
@@ -197,7 +209,7 @@ def _record(
     result.decoded_frames += len(outcome.times_s)
     result.encoded_frames += len(outcome.embeddings)
     result.frames_keys[video.video_id] = key
-    return StatusRow(STAGE, video.video_id, "ok", key, attempts=max(attempts, 1), seconds=time.perf_counter() - outcome.started)
+    return StatusRow(STAGE, video.video_id, "ok", key, message=item.note, attempts=max(attempts, 1), seconds=time.perf_counter() - outcome.started)
 
 
 @task(name="acquire-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 import uuid
 from dataclasses import dataclass, replace
+
+import torch
 
 from actalign.actionatlas import load_actionatlas, question_classes, video_specs
 from actalign.classes import TEXT_KINDS, ClassSpec, load_classes
@@ -68,8 +73,42 @@ def _same_action(spec: ClassSpec, written: list[ClassSpec]) -> ClassSpec | None:
     return next((w for w in written if w.action.casefold() == spec.action.casefold() and (w.domain or "").casefold() == (spec.domain or "").casefold()), None)
 
 
+TORCH_THREADS_ENV = "ACTALIGN_TORCH_THREADS"
+
+
+def torch_threads() -> int | None:
+    """Intra-op threads torch should use in this process; None: leave torch's default.
+
+    ``$ACTALIGN_TORCH_THREADS`` wins. Inside a Dask worker it is the worker's
+    ``--nthreads``, the cores it claims: the encoder runs one batch at a time per
+    process, so N worker processes on a machine use N x nthreads cores and never
+    oversubscribe it (Dask's nanny sets OMP_NUM_THREADS=1, which would leave a
+    single worker on a big machine with one core). Elsewhere: torch's default (all cores).
+    """
+    if value := os.environ.get(TORCH_THREADS_ENV, "").strip():
+        if not value.isdigit() or int(value) < 1:
+            raise InputError(f"{TORCH_THREADS_ENV}={value!r}: give a whole number of threads, at least 1")
+        return int(value)
+    if "distributed" in sys.modules:  # only a process that imported distributed can be a Dask worker
+        from distributed import get_worker
+
+        try:
+            return max(1, get_worker().state.nthreads)
+        except ValueError:  # not inside a Dask worker
+            return None
+    return None
+
+
+@functools.cache
+def _limit_torch_threads() -> None:
+    """Once per process, before the first model load."""
+    if (threads := torch_threads()) is not None:
+        torch.set_num_threads(threads)
+
+
 def encoder_for(config: RunConfig) -> Encoder:
     """The run's encoder (cached per process, so every task in a process shares one model)."""
+    _limit_torch_threads()
     return load_encoder(config.model, device=config.device, batch_size=config.batch_size, bf16=config.bf16)
 
 

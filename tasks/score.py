@@ -17,10 +17,11 @@ from prefect.cache_policies import NO_CACHE
 
 from actalign.config import RunConfig
 from actalign.manifest import VideoSpec
-from actalign.scorers import Calibration, ClassTexts, make_scorer
-from storage import schemas
 from actalign.keys import stage_key
+from actalign.scorers import Calibration, ClassTexts, make_scorer, scorer_settings
+from storage import schemas
 from storage.embeddings import read_frame_embeddings, read_pair_scores, read_text_embeddings, write_pair_scores
+from storage.integrity import Stored, check
 from storage.parquet import write_atomic
 from storage.records import StatusRow, write_status
 from storage.workdir import Workdir
@@ -87,7 +88,7 @@ def score_videos(
 
 
 def pair_key(scorer: str, smoothing: int, calibration: Calibration, frames_key: str, keys: dict[str, str]) -> str:
-    settings = {"scorer": scorer, "smoothing": smoothing, "logit_scale": calibration.logit_scale, "logit_bias": calibration.logit_bias}
+    settings = {**scorer_settings(scorer, smoothing), "logit_scale": calibration.logit_scale, "logit_bias": calibration.logit_bias}
     return stage_key(STAGE, VERSION, settings, [frames_key, *(f"{kind}={key}" for kind, key in sorted(keys.items()))])
 
 
@@ -105,7 +106,7 @@ def _score_pairs(
 ) -> dict[tuple[str, str], tuple[float, int | None]]:
     """(scorer, candidate) -> (score, path_len): from the cache, computing only the pairs it lacks."""
     cache_path = workdir.pair_scores_path(frames_key)
-    cached = read_pair_scores(cache_path) if cache_path.exists() else {}
+    cached = read_pair_scores(cache_path) if check(workdir, cache_path) is Stored.OK else {}
     new: dict[str, tuple[float, int | None]] = {}
     frames = None
     scores = {}

@@ -28,6 +28,7 @@ from actalign.llm import GeneratedScript, LLMSettings, ScriptGenerationError, Sc
 from actalign.manifest import VideoSpec
 from actalign.scripts import make_provider
 from storage import schemas
+from storage.integrity import Stored, check
 from storage.parquet import write_atomic
 from storage.records import StatusRow, write_status
 from storage.workdir import Workdir
@@ -62,6 +63,11 @@ def hand_written_key(spec: ClassSpec, kind: str) -> str:
 def llm_settings(config: RunConfig, kind: str) -> LLMSettings:
     """The run's LLM settings with the prompt template of ``kind``."""
     return config.llm.model_copy(update={"prompt": config.prompt_for(kind)})
+
+
+def provider_config(config: RunConfig, kind: str) -> dict:
+    """What the LLM scripts of ``kind`` depend on (model, template and its hash, ...), for plans and records."""
+    return make_provider("openai", llm_settings(config, kind)).config()
 
 
 def assign_scripts(classes: list[ClassSpec], videos: list[VideoSpec], config: RunConfig, kind: str = "steps") -> ScriptAssignment:
@@ -116,14 +122,14 @@ def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -
     kind = assignment.kind
     for key, spec in assignment.classes.items():
         if spec.texts(kind):
-            if workdir.script_path(key).exists():
+            if stored(workdir, key):
                 result.reused += 1
             else:
                 _store(workdir, key, spec, kind, spec.texts(kind), "file")
                 result.generated += 1
-    pending = [r for r in assignment.requests if not all(workdir.script_path(k).exists() for k in r.script_keys)]
+    pending = [r for r in assignment.requests if not all(stored(workdir, k) for k in r.script_keys)]
     result.reused += sum(len(r.script_keys) for r in assignment.requests if r not in pending)
-    rows += [StatusRow(STAGE, _item(r), "skipped", r.key, message="reused from the store") for r in assignment.requests if r not in pending]
+    rows += [StatusRow(STAGE, request_item(r), "skipped", r.key, message="reused from the store") for r in assignment.requests if r not in pending]
     if pending:
         provider = make_provider("openai", assignment.llm)
         started = time.perf_counter()
@@ -134,7 +140,7 @@ def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -
                 exc = batch.failures[request.key]
                 result.failed_keys.update(request.script_keys)
                 result.llm_requests += exc.requests
-                rows.append(StatusRow.failed(STAGE, _item(request), exc, seconds, key=request.key))
+                rows.append(StatusRow.failed(STAGE, request_item(request), exc, seconds, key=request.key))
                 requests_log.append(_failed_request(run_id, request, exc, assignment.llm))
                 continue
             scripts = batch.scripts[request.key]
@@ -143,7 +149,7 @@ def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -
                 result.generated += 1
             first = next(iter(scripts.values()))
             result.llm_requests += first.requests
-            rows.append(StatusRow(STAGE, _item(request), "ok", request.key, attempts=first.requests, seconds=seconds))
+            rows.append(StatusRow(STAGE, request_item(request), "ok", request.key, attempts=first.requests, seconds=seconds))
             requests_log.append(_request_row(run_id, request, first))
     write_status(workdir, run_id, STAGE, kind, rows)
     if requests_log:
@@ -151,7 +157,12 @@ def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -
     return result
 
 
-def _item(request: ScriptRequest) -> str:
+def stored(workdir: Workdir, key: str) -> bool:
+    """The script is stored and readable (a corrupt file is quarantined and written again)."""
+    return check(workdir, workdir.script_path(key)) is Stored.OK
+
+
+def request_item(request: ScriptRequest) -> str:
     return f"{request.domain or '-'}: {' | '.join(request.actions)}"
 
 

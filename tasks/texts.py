@@ -23,6 +23,7 @@ from actalign.keys import stage_key
 from actalign.models import Encoder
 from actalign.text_cache import embed_texts_cached
 from storage.embeddings import read_script_steps, write_text_embeddings
+from storage.integrity import CORRUPT_NOTE, Stored, check
 from storage.records import StatusRow, write_status
 from storage.workdir import Workdir
 from tasks.plan import encoder_for
@@ -72,7 +73,8 @@ def encode_texts(
         try:
             key = embed_key(script_key, config, encoder)
             path = workdir.step_embeddings_path(key)
-            if path.exists():
+            stored = check(workdir, path)
+            if stored is Stored.OK:
                 result.reused += 1
                 rows.append(StatusRow(STAGE, spec.class_id, "skipped", key, message="reused from the store"))
             else:
@@ -80,7 +82,8 @@ def encode_texts(
                 embeddings, encoded = embed_texts_cached(encoder, [text for _, _, text in texts], workdir.text_cache_dir)
                 write_text_embeddings(path, class_id=spec.class_id, texts=texts, embeddings=embeddings, model=encoder.model_id, embed_key=key)
                 result.encoded_texts += encoded
-                rows.append(StatusRow(STAGE, spec.class_id, "ok", key, seconds=time.perf_counter() - started))
+                note = CORRUPT_NOTE if stored is Stored.CORRUPT else None
+                rows.append(StatusRow(STAGE, spec.class_id, "ok", key, message=note, seconds=time.perf_counter() - started))
             result.embed_keys[script_key] = key
         except Exception as exc:  # one script failing leaves the others usable
             result.failed += 1

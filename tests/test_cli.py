@@ -108,3 +108,35 @@ def test_scripts_dry_run_counts_requests_and_sends_nothing(demo_dataset, demo_ro
     per_class = invoke("scripts", "--dry-run", "--videos", manifest, "--classes", classes, "--workdir", tmp_path / "w", "--granularity", "class")
     assert "4 LLM request(s) to send for 4 script(s)" in " ".join(per_class.output.split())
     assert invoke("scripts", "--videos", manifest, "--classes", classes).exit_code == 2
+
+
+def test_config_prints_the_full_configuration_and_reads_it_back(tmp_path):
+    """`actalign config` prints every RunConfig field; `--config FILE` reads it back, options beside it override."""
+    import yaml
+
+    from actalign.config import RunConfig
+
+    printed = invoke("config", "--videos", "v.csv", "--classes", "c.yaml", "--fps", "2", "--proxy", "http://user:pw@proxy:3128")
+    assert printed.exit_code == 0, printed.output
+    fields = yaml.safe_load(printed.output)
+    assert set(fields) == set(RunConfig.model_fields)
+    assert fields["fps"] == 2.0 and fields["llm"]["prompt"] == "context-rich" and "pw@proxy" not in printed.output
+    saved = tmp_path / "run.yaml"
+    saved.write_text(printed.output)
+    again = yaml.safe_load(invoke("config", "--config", saved, "--smoothing", "3").output)
+    assert again == {**fields, "smoothing": 3}
+    deployment_style = tmp_path / "params.yaml"
+    deployment_style.write_text(yaml.safe_dump({"config": fields}))
+    assert yaml.safe_load(invoke("config", "--config", deployment_style).output) == fields
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**fields, "fps": -1}))
+    refused = invoke("config", "--config", bad)
+    assert refused.exit_code == 2 and "fps" in refused.output
+
+
+def test_status_and_gc_refuse_bad_input_with_exit_code_2(tmp_path):
+    missing = invoke("status", "--videos", tmp_path / "nope.csv", "--classes", tmp_path / "nope.yaml", "--model", "tiny-random", "--workdir", tmp_path / "w")
+    assert missing.exit_code == 2 and "nope" in missing.output
+    assert not (tmp_path / "w").exists()  # nothing written for a status that could not plan
+    gone = invoke("gc", "--workdir", tmp_path / "no-such-workdir")
+    assert gone.exit_code == 2 and "does not exist" in gone.output

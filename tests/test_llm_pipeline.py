@@ -99,6 +99,12 @@ def test_prompt_edit_regenerates_scripts_and_reuses_frames(inputs, tmp_path, mon
         embed_files = con.execute("SELECT count(DISTINCT embed_key) FROM step_embeddings").fetchone()[0]
         assert embed_files == first.scripts_generated + after_edit.scripts_generated
         assert con.execute("SELECT count(*) FROM predictions WHERE run_id = ?", [after_edit.run_id]).fetchone()[0] == 12
+        # The run's plan said so before any work: the LLM requests are stale because the template changed.
+        stale = con.execute(
+            "SELECT stage, count(*), list(DISTINCT reason) FROM freshness WHERE run_id = ? AND state = 'stale' GROUP BY 1 ORDER BY 1", [after_edit.run_id]
+        ).fetchall()
+        assert [(stage, n) for stage, n, _ in stale] == [("score", after_edit.scored_pairs), ("scripts", sent_first), ("step_embeddings", after_edit.scripts_generated)]
+        assert all(reason.startswith("steps.template ") or reason.startswith("steps.template_hash ") for reason in stale[1][2][0].split("; "))
     leaked = [p for p in workdir.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaked == []
 

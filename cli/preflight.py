@@ -1,0 +1,34 @@
+"""Before any work: read and validate the inputs and load the model, or say what is wrong."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from actalign.config import RunConfig
+from actalign.errors import InputError
+from cli.display import console, print_error, print_untrained_banner
+from cli.environment import quiet_libraries
+
+if TYPE_CHECKING:
+    from actalign.models import Encoder
+    from tasks.plan import Inputs
+
+
+def preflight(config: RunConfig, credentials: bool = True) -> tuple[Inputs, Encoder] | None:
+    """(inputs, encoder), with the untrained banner when it applies; None after printing the input error.
+
+    ``credentials``: also check the script provider's API key (a run needs it, a status does not).
+    """
+    from tasks.plan import encoder_for, load_inputs, read_inputs
+
+    quiet_libraries()
+    try:
+        inputs = load_inputs(config) if credentials else read_inputs(config)
+        console.print(f"{len(inputs.videos)} videos, {len(inputs.classes)} classes; loading model {config.model} ...")
+        encoder = encoder_for(config)
+    except InputError as exc:
+        print_error(str(exc))
+        return None
+    if not encoder.trained:
+        print_untrained_banner()
+    return inputs, encoder

@@ -1,0 +1,84 @@
+"""`actalign status` and `actalign gc`: what the store holds, what a run would recompute, what no run needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from actalign.config import RunConfig
+from cli.display import console, print_error
+from cli.preflight import preflight
+
+WHAT = {  # stage -> what one item is, and what computing it means
+    "acquire": ("videos", "decode and encode"),
+    "scripts": ("scripts (LLM requests or hand-written)", "write"),
+    "step_embeddings": ("scripts", "embed"),
+    "score": ("(video, candidate, scorer) pairs", "score"),
+}
+
+
+def show_status(config: RunConfig) -> int:
+    """Plan the run without running it, store the plan (views freshness, latest_freshness) and print it."""
+    from queries.runner import refresh_views
+    from storage.records import mark_interrupted
+    from storage.workdir import Workdir
+    from tasks.freshness import ERROR, STALE, STAGES, plan_run
+
+    checked = preflight(config, credentials=False)
+    if checked is None:
+        return 2
+    inputs, encoder = checked
+    workdir = Workdir.open(config.workdir)
+    for run_id in mark_interrupted(workdir):
+        console.print(f"run {run_id} was interrupted (its process is gone)", highlight=False)
+    plan = plan_run(workdir, config, inputs, encoder)
+    plan.write(workdir, None)
+    refresh_views(workdir)
+
+    table = Table(title=f"Stages of a run with these options (compared with run {plan.previous_run or '-'})", title_justify="left")
+    for column in ("stage", "items", "fresh", "to compute", "why"):
+        table.add_column(column)
+    counts = plan.counts()
+    for stage in STAGES:
+        c = counts[stage]
+        reasons = "\n".join(f"{n} {reason}" for reason, n in plan.reasons(stage).most_common(4))
+        table.add_row(stage, f"{sum(c.values())} {WHAT[stage][0]}", str(c["fresh"]), str(c[STALE] + c[ERROR]), reasons)
+    console.print(table)
+    todo = {stage: counts[stage][STALE] for stage in STAGES}
+    if not any(todo.values()):
+        console.print("Everything is fresh: a run would compute nothing.")
+    else:
+        console.print("A run would " + "; ".join(f"{WHAT[s][1]} {n} {WHAT[s][0]}" for s, n in todo.items() if n) + ".", highlight=False)
+    console.print(
+        f"Item by item: actalign sql --workdir {config.workdir} \"SELECT stage, item, reason FROM freshness WHERE run_id IS NULL AND state <> 'fresh'\"",
+        highlight=False,
+    )
+    return 0
+
+
+def collect_garbage(root: Path, dry_run: bool) -> int:
+    from storage.gc import collect, find_garbage
+    from storage.records import mark_interrupted
+    from storage.workdir import Workdir
+
+    if not root.exists():
+        print_error(f"workdir {root} does not exist")
+        return 2
+    workdir = Workdir.open(root)
+    mark_interrupted(workdir)
+    garbage = find_garbage(workdir)
+    for run_id in garbage.unplanned_runs:
+        console.print(f"run {run_id} has no plan (made by an older version, or killed before planning): it keeps no store entry", highlight=False)
+    for path in garbage.files:
+        console.print(f"{'would delete' if dry_run else 'delete'} {path.relative_to(workdir.root)}", highlight=False)
+    summary = f"{len(garbage.files)} files, {garbage.bytes / 1e6:.1f} MB; {garbage.referenced} store files referenced by runs are kept"
+    if dry_run:
+        console.print(f"dry run: would delete {summary}.", highlight=False)
+        return 0
+    if garbage.live_runs and garbage.files:
+        print_error(f"run(s) {', '.join(garbage.live_runs)} may still be running; nothing deleted. Collect when they end.")
+        return 1
+    collect(garbage)
+    console.print(f"deleted {summary}.", highlight=False)
+    return 0

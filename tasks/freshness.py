@@ -1,0 +1,277 @@
+"""What a run would recompute, and why: a plan made from the stage keys before any work.
+
+Every stage output is addressed by its key (``actalign.keys``); an item is
+fresh when its output is in the store and readable, stale otherwise. The flow
+writes its plan to ``runs/<run>/plan.parquet`` (also the list of store entries
+the run references, which ``actalign gc`` keeps); ``actalign status`` makes the
+same plan without running and writes ``plans/status.parquet``. Both are the
+``freshness`` view.
+
+A stale item's reason compares it with the previous run's plan: a stage
+setting that changed ("fps 4.0 -> 2.0"), an item that is new, an input that
+changed upstream, or an output missing or corrupt in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from actalign.config import RunConfig
+from actalign.models import Encoder
+from actalign.scorers import Calibration, scorer_settings
+from storage import schemas
+from storage.integrity import Stored, inspect
+from storage.parquet import write_atomic
+from storage.records import now
+from storage.workdir import SCHEMA, Workdir
+from tasks import acquire, score, scripts, texts
+from tasks.plan import Inputs
+from tasks.scripts import ScriptAssignment, assign_scripts
+
+FRESH, STALE, ERROR = "fresh", "stale", "error"
+STAGES = (acquire.STAGE, scripts.STAGE, texts.STAGE, score.STAGE)
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    stage: str
+    item: str
+    key: str | None
+    path: str | None  # relative to the workdir
+    state: str
+    reason: str = ""
+
+
+@dataclass
+class Previous:
+    """The latest earlier run's plan: its keys by (stage, item) and its stage settings."""
+
+    run_id: str | None = None
+    keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, workdir: Workdir, before: str | None = None) -> Previous:
+        """Run ids sort by start time; a damaged plan file is skipped (the run before it is used)."""
+        runs = sorted(p.parent.name for p in (workdir.root / "runs").glob("*/plan.parquet") if p.parent.name not in (SCHEMA, before))
+        for run_id in reversed(runs):
+            try:
+                table = pq.read_table(workdir.plan_path(run_id), columns=["stage", "item", "key", "settings"])
+            except (OSError, pa.ArrowException):
+                continue
+            rows = table.to_pylist()
+            settings = {row["stage"]: json.loads(row["settings"]) for row in rows if row["settings"]}
+            return cls(run_id, {(row["stage"], row["item"]): row["key"] for row in rows}, settings)
+        return cls()
+
+
+@dataclass
+class Plan:
+    items: list[PlanItem]
+    settings: dict[str, dict[str, Any]]
+    previous_run: str | None
+
+    def stale(self, stage: str) -> list[PlanItem]:
+        return [item for item in self.items if item.stage == stage and item.state == STALE]
+
+    def counts(self) -> dict[str, Counter]:
+        """stage -> {state: items}."""
+        counts: dict[str, Counter] = {stage: Counter() for stage in STAGES}
+        for item in self.items:
+            counts[item.stage][item.state] += 1
+        return counts
+
+    def reasons(self, stage: str) -> Counter:
+        return Counter(item.reason for item in self.items if item.stage == stage and item.state != FRESH)
+
+    def write(self, workdir: Workdir, run_id: str | None) -> str:
+        """Store the plan (a run's, or `actalign status`'s when ``run_id`` is None); returns its id."""
+        plan_id, created = uuid.uuid4().hex[:12], now()
+        settings = {stage: json.dumps(value, sort_keys=True, default=str) for stage, value in self.settings.items()}
+        rows = [
+            {"plan_id": plan_id, "run_id": run_id, "created_at": created, **item.__dict__, "settings": settings.get(item.stage)}
+            for item in self.items
+        ]
+        write_atomic(pa.Table.from_pylist(rows, schema=schemas.PLANS), workdir.plan_path(run_id))
+        return plan_id
+
+
+def stage_settings(config: RunConfig, encoder: Encoder) -> dict[str, dict[str, Any]]:
+    """Per stage, the settings its keys hash besides each item's own inputs (what a reason can name)."""
+    model = {"model": encoder.model_id, "fingerprint": encoder.fingerprint, "dtype": encoder.dtype_name}
+    llm = {kind: scripts.provider_config(config, kind) for kind in config.text_kinds()} if config.provider == "openai" else {}
+    return {
+        acquire.STAGE: {
+            "version": acquire.VERSION, "fps": config.fps, "image_size": list(encoder.image_size), **model,
+            "max_height": config.download.max_height, "margin_s": config.download.margin_s,
+        },
+        scripts.STAGE: {"version": scripts.VERSION, "provider": config.provider, **llm},
+        texts.STAGE: {"version": texts.VERSION, "step_template": config.step_template, "name_template": config.name_template, **model},
+        score.STAGE: {
+            "version": score.VERSION, "scorers": list(config.scorers), "smoothing": config.smoothing,
+            "logit_scale": encoder.logit_scale, "logit_bias": encoder.logit_bias,
+        },
+    }
+
+
+def plan_run(
+    workdir: Workdir,
+    config: RunConfig,
+    inputs: Inputs,
+    encoder: Encoder,
+    assignments: list[ScriptAssignment] | None = None,
+    previous: Previous | None = None,
+) -> Plan:
+    """Every item of every stage the run needs, with its key and whether the store already has it."""
+    settings = stage_settings(config, encoder)
+    judge = _Judge(workdir, previous if previous is not None else Previous.load(workdir), settings)
+    items: list[PlanItem] = []
+
+    frames: dict[str, str] = {}
+    for video in inputs.videos:
+        try:
+            key = acquire.frames_key(video, config, encoder)
+        except Exception as exc:  # e.g. a missing file: the run records it as a failed video
+            items.append(PlanItem(acquire.STAGE, video.video_id, None, None, ERROR, str(exc)))
+            continue
+        frames[video.video_id] = key
+        items.append(judge(acquire.STAGE, video.video_id, key, workdir.frames_path(key), "new video", "video file or segment changed"))
+
+    assignments = assignments if assignments is not None else [assign_scripts(inputs.classes, inputs.videos, config, k) for k in config.text_kinds()]
+    embeds: dict[str, str] = {}  # script key -> embedding key
+    for assignment in assignments:
+        labels = _script_labels(assignment)
+        for request in assignment.requests:
+            missing = [k for k in request.script_keys if inspect(workdir.script_path(k)) is not Stored.OK]
+            path = workdir.script_path(missing[0] if missing else request.script_keys[0])
+            items.append(judge(scripts.STAGE, f"{assignment.kind}/{scripts.request_item(request)}", request.key, path, "new question", "prompt or LLM settings changed"))
+        for key, spec in assignment.classes.items():
+            if spec.texts(assignment.kind):
+                items.append(judge(scripts.STAGE, labels[key], key, workdir.script_path(key), "new class", "hand-written texts changed"))
+        for key in assignment.classes:
+            embeds[key] = texts.embed_key(key, config, encoder)
+            items.append(judge(texts.STAGE, labels[key], embeds[key], workdir.step_embeddings_path(embeds[key]), "new class", "its script changed"))
+
+    calibration = Calibration(encoder.logit_scale, encoder.logit_bias)
+    kinds = {a.kind: a for a in assignments}
+    for video in inputs.videos:
+        if video.video_id not in frames:
+            continue
+        frames_key = frames[video.video_id]
+        cache = _cached_pairs(workdir, frames_key)
+        for candidate in video.candidates:
+            keys = {kind: embeds[a.keys[video.video_id][candidate]] for kind, a in kinds.items() if candidate in a.keys.get(video.video_id, {})}
+            for name in config.scorers:
+                key = score.pair_key(name, config.smoothing, calibration, frames_key, keys)
+                item = f"{video.video_id}/{candidate}/{name}"
+                upstream = "frames changed (acquire)" if judge.changed(acquire.STAGE, video.video_id, frames_key) else ""
+                items.append(judge.pair(item, video.video_id, key, name, cache, workdir.pair_scores_path(frames_key), upstream))
+    return Plan(items, settings, judge.previous.run_id)
+
+
+def _script_labels(assignment: ScriptAssignment) -> dict[str, str]:
+    """script key -> "<kind>/<class>" (and the question, for a script written for one candidate set)."""
+    labels = {}
+    for key, spec in assignment.classes.items():
+        labels[key] = f"{assignment.kind}/{spec.class_id}"
+    for request in assignment.requests:
+        if request.per_question:
+            for key in request.script_keys:
+                labels[key] += f" in [{scripts.request_item(request)}]"
+    return labels
+
+
+def _cached_pairs(workdir: Workdir, frames_key: str) -> set[str] | Stored:
+    path = workdir.pair_scores_path(frames_key)
+    state = inspect(path)
+    if state is not Stored.OK:
+        return state
+    return set(pq.read_table(path, columns=["pair_key"]).column("pair_key").to_pylist())
+
+
+class _Judge:
+    """Fresh or stale, and why, against the store and the previous run's plan."""
+
+    def __init__(self, workdir: Workdir, previous: Previous, settings: dict[str, dict[str, Any]]) -> None:
+        self.workdir, self.previous, self.settings = workdir, previous, settings
+
+    def changed(self, stage: str, item: str, key: str) -> bool:
+        return self.previous.keys.get((stage, item), key) != key
+
+    def __call__(self, stage: str, item: str, key: str, path: Any, new: str, upstream: str) -> PlanItem:
+        state = inspect(path)
+        relative = str(path.relative_to(self.workdir.root))
+        if state is Stored.OK:
+            return PlanItem(stage, item, key, relative, FRESH)
+        diff = _diff(self.previous.settings.get(stage), self.settings[stage])
+        return PlanItem(stage, item, key, relative, STALE, self._reason(stage, item, key, state, new, lambda: diff or upstream))
+
+    def pair(self, item: str, video_id: str, key: str, scorer: str, cache: set[str] | Stored, path: Any, upstream: str) -> PlanItem:
+        relative = str(path.relative_to(self.workdir.root))
+        if isinstance(cache, set) and key in cache:
+            return PlanItem(score.STAGE, item, key, relative, FRESH)
+        old = self.previous.settings.get(score.STAGE)
+        if old is not None and scorer not in old.get("scorers", []):
+            new = f"scorer {scorer} added"
+        elif self.previous.run_id and (acquire.STAGE, video_id) not in self.previous.keys:
+            new = "new video"
+        else:
+            new = "new candidate"
+
+        def changed() -> str:
+            mine = _pair_settings(self.settings[score.STAGE], scorer)
+            diff = _diff(_pair_settings(old, scorer), mine) if old else ""
+            return "; ".join(part for part in (diff, upstream) if part) or "texts changed (scripts)"
+
+        state = cache if isinstance(cache, Stored) else Stored.MISSING
+        return PlanItem(score.STAGE, item, key, relative, STALE, self._reason(score.STAGE, item, key, state, new, changed))
+
+    def _reason(self, stage: str, item: str, key: str, state: Stored, new: str, changed: Callable[[], str]) -> str:
+        if state is Stored.CORRUPT:
+            return "stored file corrupt"
+        if self.previous.run_id is None:
+            return "never computed"
+        old = self.previous.keys.get((stage, item))
+        if old is None:
+            return new
+        if old == key:
+            return f"missing from the store (run {self.previous.run_id} failed or was interrupted, or gc removed it)"
+        return changed()
+
+
+def _pair_settings(stage: Mapping[str, Any], scorer: str) -> dict[str, Any]:
+    """The score stage's settings that one scorer's pairs depend on."""
+    common = {k: stage.get(k) for k in ("version", "logit_scale", "logit_bias")}
+    return {**common, **scorer_settings(scorer, stage.get("smoothing", 0))}
+
+
+def _diff(old: Mapping[str, Any] | None, new: Mapping[str, Any], prefix: str = "") -> str:
+    """ "fps 4.0 -> 2.0; steps.template_hash ab12 -> cd34" (nothing when there is no earlier run)."""
+    if old is None:
+        return ""
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            changes.append(_diff(before, after, f"{prefix}{name}."))
+        elif before != after and name != "scorers":  # an added scorer is a new item, not a changed one
+            changes.append(f"{prefix}{name} {before} -> {after}")
+    return "; ".join(change for change in changes if change)
+
+
+def describe_plan(plan: Plan) -> str:
+    """One line per stage: how many items are stale of how many, and the commonest reasons."""
+    lines = []
+    for stage, counts in plan.counts().items():
+        total, stale = sum(counts.values()), counts[STALE] + counts[ERROR]
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in plan.reasons(stage).most_common(3))
+        lines.append(f"{stage}: {stale} of {total} to compute" + (f" ({reasons})" if reasons else ""))
+    return "; ".join(lines)
