@@ -145,9 +145,10 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         "scripts": sorted(all_scripts),
         "step_embeddings": sorted(texts.embed_keys.values()),
     }
-    write_run(workdir, record)
     refresh_views(workdir)
-    report = write_report_task(workdir, run_id)  # report.md, and the Prefect table and markdown artifacts
+    final = {"state": record.state, "finished_at": record.finished_at, "n_failed": n_failed}
+    report = write_report_task(workdir, run_id, final)  # report.md, and the Prefect table and markdown artifacts
+    write_run(workdir, record)  # last: a run recorded as completed has every output, its report included
     return RunSummary(
         run_id=run_id,
         state=record.state,

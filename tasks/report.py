@@ -33,7 +33,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -179,6 +179,7 @@ def build_report(
     heatmap_scorer: str | None = None,
     out_dir: Path | None = None,
     figures: bool = True,
+    final: Mapping[str, Any] | None = None,
     resamples: int = stats.RESAMPLES,
     seed: int = stats.SEED,
     level: float = stats.LEVEL,
@@ -189,7 +190,8 @@ def build_report(
     ``baseline``: ``SCORER`` (of the run) or ``RUN:SCORER``; default the run's mean-pool, else its first
     scorer. ``videos``: draw these videos' heatmaps, else the ``worst`` errors by margin of
     ``heatmap_scorer`` (default actalign, else the run's first alignment scorer). Raises InputError for
-    an unknown run, scorer or video.
+    an unknown run, scorer or video. ``final``: record fields (state, finished_at, n_failed) of a run
+    that writes its final record only after its report.
     """
     if worst < 0:
         raise InputError(f"--worst must be 0 or more, got {worst}")
@@ -202,7 +204,7 @@ def build_report(
         run_id = run_id or tables.latest_run(s)
         if run_id is None:
             raise InputError(f"no runs in {workdir.root}; run `actalign run` (or `actalign demo`) first")
-        info = _run_info(s, workdir, run_id)
+        info = {**_run_info(s, workdir, run_id), **(final or {})}
         base_run = (baseline.rpartition(":")[0] if baseline else "") or run_id
         for other in (*compare, base_run):
             _run_info(s, workdir, other)
@@ -802,9 +804,9 @@ def publish_artifacts(report: Report) -> tuple[Any, Any]:
 
 
 @task(name="write-report", retries=1, cache_policy=NO_CACHE)
-def write_report_task(workdir: Workdir, run_id: str) -> Path:
+def write_report_task(workdir: Workdir, run_id: str, final: Mapping[str, Any] | None = None) -> Path:
     """The run's ``report.md`` (no heatmaps: ``actalign report`` draws them) and its Prefect artifacts."""
-    report = build_report(workdir, run_id, worst=0, out_dir=workdir.run_dir(run_id))
+    report = build_report(workdir, run_id, worst=0, out_dir=workdir.run_dir(run_id), final=final)
     path = write_files(report, ("md",))["md"]
     try:
         publish_artifacts(report)

@@ -112,7 +112,7 @@ def _run_state(run_dir: Path) -> str | None:
 
 def _stage(run_dir: Path | None, n_shards: int) -> str:
     """The stage the pipeline was in when it died, read from what it left (see pipeline.py's order:
-    run record -> scripts, texts and acquire shards -> score shards -> 'completed' record -> views, report)."""
+    run record -> scripts, texts and acquire shards -> score shards -> views, report -> 'completed' record)."""
     if run_dir is None or not (run_dir / "run.parquet").exists():
         return "startup"  # importing, reading inputs, loading the model: no run record yet
     status = run_dir / "status"
@@ -122,12 +122,11 @@ def _stage(run_dir: Path | None, n_shards: int) -> str:
         return "acquire"  # texts and acquire shards run side by side
     if len(list(status.glob("score-*.parquet"))) < n_shards:
         return "score"
-    if _run_state(run_dir) != "completed":
-        return "finalize"
+    if _run_state(run_dir) == "completed":  # recorded last, after the views and the report
+        return "exit"
     if not (run_dir / "report.md").exists():
-        # 'completed' is recorded first, then the DuckDB views are refreshed, then the report is built
         return "report" if any((run_dir / "figures").glob("*")) else "views"
-    return "exit"
+    return "finalize"
 
 
 # --------------------------------------------------------------------------- the kill schedule
@@ -321,7 +320,7 @@ def _vectors_differ(a: dict[tuple, np.ndarray], b: dict[tuple, np.ndarray], atol
 # --------------------------------------------------------------------------- the test
 
 
-STAGES_BEFORE_COMPLETION = ("scripts", "acquire", "score", "finalize")  # killed before its record said 'completed'
+STAGES_BEFORE_COMPLETION = ("scripts", "acquire", "score", "views", "report", "finalize")  # before its record said 'completed'
 
 
 def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_tables(demo_dataset, prefect_api, tmp_path):
@@ -428,7 +427,8 @@ def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_tables(demo_da
             assert states.get(attempt.run_id) in ("running", "interrupted"), (
                 f"run {attempt.run_id} killed in stage {attempt.stage} shows state {states.get(attempt.run_id)!r}"
             )
-        else:  # killed after its record said 'completed' (views, report, exit): its tables are whole
+        else:  # killed after its record said 'completed' (exit): its tables and report are whole
+            assert (crash_dir / "runs" / attempt.run_id / "report.md").exists()
             assert states.get(attempt.run_id) == "completed", (attempt.line(), states.get(attempt.run_id))
             assert len(_tables(crash_dir, attempt.run_id).scores) == n_videos * n_videos * 2
     assert states[final.run_id] == "completed"
