@@ -149,7 +149,7 @@ def test_each_change_recomputes_exactly_what_it_affects(inputs, tmp_path):
     assert any("fingerprint" in reason for reason in plan["acquire"][1])
 
 
-def test_status_plans_without_running(inputs, tmp_path):
+def test_status_plans_without_running(inputs, tmp_path, monkeypatch):
     """The plan `actalign status` prints is made without writing any store file."""
     workdir = tmp_path / "work"
     config = RunConfig(videos=inputs["all6"], classes=inputs["classes"], workdir=workdir, model="tiny-random", shard_size=3)
@@ -162,6 +162,16 @@ def test_status_plans_without_running(inputs, tmp_path):
     summary = run_pipeline(config)
     after = plan_run(store, config, read_inputs(config), encoder_for(config))
     assert summary.state == "completed" and all(item.state != STALE for item in after.items)
+
+    # A stage version bumped in the code (its logic changed): that stage's items are stale, and say why.
+    import tasks.score
+
+    monkeypatch.setattr(tasks.score, "VERSION", tasks.score.VERSION + 1)
+    bumped = plan_run(store, config, read_inputs(config), encoder_for(config))
+    assert {stage: len(bumped.stale(stage)) for stage in ("acquire", "scripts", "step_embeddings", "score")} == {
+        "acquire": 0, "scripts": 0, "step_embeddings": 0, "score": VIDEOS * CLASSES * 2,
+    }
+    assert bumped.reasons("score") == {f"version {tasks.score.VERSION - 1} -> {tasks.score.VERSION}": VIDEOS * CLASSES * 2}
 
 
 @pytest.mark.slow
