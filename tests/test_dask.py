@@ -206,13 +206,31 @@ def test_what_travels_to_workers_pickles_and_stays_small(demo_dataset, tmp_path)
     assert len(pickle.dumps(shard_args)) < 20_000  # paths and keys, never arrays
 
 
+@task(cache_policy=NO_CACHE)
+def _lose_my_worker() -> None:
+    """Stand-in for a shard whose worker dies under it (killed for memory, say): close the worker."""
+    worker = get_worker()
+    worker.loop.add_callback(worker.close)
+    deadline = time.monotonic() + 30
+    while worker.status.name not in ("closing", "closed") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@flow
+def _shards_with_a_lost_worker() -> list[object]:
+    return [shard_outcome(future) for future in (_double.submit(21), _lose_my_worker.submit())]
+
+
 def test_a_worker_lost_under_a_shard_fails_only_that_shard():
-    """On Dask a worker that dies (e.g. killed for memory) makes the future raise instead of returning a
-    failed state; the flow records that shard as failed and carries on."""
+    """On Dask a worker that dies under a task makes its future raise (KilledWorker) instead of returning
+    a failed state; the flow records that shard as failed and the other shard's result stands."""
+    import dask
     from distributed import KilledWorker
 
-    class LostWorker:
-        def result(self, raise_on_failure: bool = True):
-            raise KilledWorker("acquire-shard-0", "tcp://10.0.0.7:40000", "the worker died")
-
-    assert isinstance(shard_outcome(LostWorker()), KilledWorker)
+    workers = {name: {"cls": Worker, "options": {"nthreads": 1}} for name in ("a", "b")}
+    scheduler = {"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": ":0"}}
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), SpecCluster(workers=workers, scheduler=scheduler) as cluster:
+        with Client(cluster) as client:
+            client.wait_for_workers(2)
+        outcomes = _shards_with_a_lost_worker.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))()
+    assert outcomes[0] == 42 and isinstance(outcomes[1], KilledWorker)
