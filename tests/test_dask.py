@@ -230,7 +230,9 @@ def test_a_worker_lost_under_a_shard_fails_only_that_shard():
     workers = {name: {"cls": Worker, "options": {"nthreads": 1}} for name in ("a", "b")}
     scheduler = {"cls": Scheduler, "options": {"dashboard": False, "dashboard_address": ":0"}}
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), SpecCluster(workers=workers, scheduler=scheduler) as cluster:
-        with Client(cluster) as client:
+        # as_current: prefect-dask takes the process's current Dask client over its `address` (another
+        # test's cluster may still have one open).
+        with Client(cluster) as client, client.as_current():
             client.wait_for_workers(2)
-        outcomes = _shards_with_a_lost_worker.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))()
+            outcomes = _shards_with_a_lost_worker.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))()
     assert outcomes[0] == 42 and isinstance(outcomes[1], KilledWorker)
