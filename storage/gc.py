@@ -9,14 +9,13 @@ folder to drop it, and ``media/`` or ``cache/`` at any time.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.records import alive
+from storage.records import maybe_running, read_run_row
 from storage.workdir import SCHEMA, Workdir
 
 TEMP_GLOB = ".*.tmp"  # storage.parquet.write_atomic's temporary names
@@ -45,7 +44,8 @@ def find_garbage(workdir: Workdir) -> Garbage:
             garbage.unplanned_runs.append(run_dir.name)
             paths = []
         referenced.update(workdir.root / path for path in paths if path)
-        if _maybe_running(workdir, run_dir.name):
+        record = read_run_row(workdir.run_record_path(run_dir.name))
+        if record and maybe_running(record):
             garbage.live_runs.append(run_dir.name)
     store = [p for p in (workdir.root / "store").glob("*/*.parquet") if p.stem != SCHEMA]
     garbage.referenced = sum(p in referenced for p in store)
@@ -64,14 +64,3 @@ def collect(garbage: Garbage) -> int:
     for path in garbage.files:
         path.unlink(missing_ok=True)
     return freed
-
-
-def _maybe_running(workdir: Workdir, run_id: str) -> bool:
-    """'running' in its record, and its process alive (or on another host, where we cannot tell)."""
-    try:
-        row = pq.read_table(workdir.run_record_path(run_id)).to_pylist()[0]
-    except (OSError, pa.ArrowException, IndexError):
-        return False
-    if row.get("state") != "running":
-        return False
-    return row.get("host") != socket.gethostname() or not row.get("pid") or alive(row["pid"])

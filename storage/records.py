@@ -8,6 +8,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -77,21 +78,35 @@ def mark_interrupted(workdir: Workdir) -> list[str]:
 
     A killed process cannot write its own end; the next command on the workdir does.
     """
-    host, marked = socket.gethostname(), []
+    marked = []
     for path in sorted((workdir.root / "runs").glob("*/run.parquet")):
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except (OSError, pa.ArrowException):  # a damaged record is reported by `actalign status`, not fatal here
-            continue
-        row = rows[0] if rows else {}
-        if row.get("state") == "running" and row.get("host") == host and row.get("pid") and not alive(row["pid"]):
+        row = read_run_row(path)
+        if row and row.get("state") == "running" and _process_gone(row):
             row["state"] = "interrupted"
             write_atomic(pa.Table.from_pylist([row], schema=schemas.RUNS), path)
             marked.append(row["run_id"])
     return marked
 
 
-def alive(pid: int) -> bool:
+def maybe_running(row: dict[str, Any]) -> bool:
+    """'running' in its record and its process alive, or on another host, where we cannot tell."""
+    return row.get("state") == "running" and not _process_gone(row)
+
+
+def read_run_row(path: Path) -> dict[str, Any] | None:
+    """A run record as a dict; None when it is empty or unreadable (a damaged record never stops a command)."""
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (OSError, pa.ArrowException):
+        return None
+    return rows[0] if rows else None
+
+
+def _process_gone(row: dict[str, Any]) -> bool:
+    return row.get("host") == socket.gethostname() and bool(row.get("pid")) and not _alive(row["pid"])
+
+
+def _alive(pid: int) -> bool:
     """Is a process of this host alive?"""
     try:
         os.kill(pid, 0)
