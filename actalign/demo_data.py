@@ -1,34 +1,70 @@
-"""The demo dataset: short synthetic videos whose classes differ only in the order of events.
+"""The demo datasets: short generated videos whose classes differ only in the order of events.
 
 Three visual events (a red circle, a blue square, a yellow triangle, each a
-large shape on a grey background) are shown one after another, each for a
-third of the video. Every ordering of the three is a class (6 classes). All
+large shape on a grey background, drawn by ``actalign.shapes``) are shown one
+after another. Every ordering of the three is a class (6 classes). All
 classes show the same events for the same total time, so a mean-pooled video
 embedding cannot tell them apart; only the order differs, which aligning the
 class's steps with the frames can see. Per-video jitter (position, size, a
 small drift each frame, pixel noise) from the seed keeps the videos distinct.
-Everything is generated here, deterministically for a seed, in well under 5 s.
+
+Two sets (``DEMO_SETS``):
+- ``order``: the events fill the video, a third each.
+- ``background``: the same events, a second each, inside long stretches of
+  unrelated shapes before and after. Unrelated is not unlike: each stretch
+  shares its colour with one of the events (before: one event's colour, after:
+  another's), as real footage before and after an action faintly resembles
+  some of its steps. An alignment that must cover every frame (paper-exact
+  ``actalign``) is pulled towards classes that start and end with those
+  colours; ``actalign-subsequence`` and ``drop-dtw-calibrated`` leave the
+  background out.
+
+Everything is generated here, deterministically for a seed, in a few seconds.
 """
 
 from __future__ import annotations
 
 import csv
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import yaml
 
-DEMO_EVENTS: list[tuple[str, tuple[int, int, int], str]] = [
-    ("a red circle", (220, 40, 40), "circle"),
-    ("a blue square", (40, 80, 220), "square"),
-    ("a yellow triangle", (235, 205, 40), "triangle"),
+from actalign.shapes import SHAPES, Scene, render
+
+DEMO_EVENTS: list[tuple[str, str, str]] = [
+    ("a red circle", "red", "circle"),
+    ("a blue square", "blue", "square"),
+    ("a yellow triangle", "yellow", "triangle"),
 ]
-"""(step text, RGB colour, shape) of each visual event."""
+"""(step text, colour, shape) of each visual event."""
 
 DOMAIN = "shapes"
-BACKGROUND = 128  # plain grey
+BACKGROUND = "grey"
+
+
+@dataclass(frozen=True)
+class DemoSet:
+    name: str
+    description: str
+    background_s: float  # seconds of unrelated shapes before and after the events
+    scorers: tuple[str, ...]  # what the demo compares on this set
+
+
+DEMO_SETS: dict[str, DemoSet] = {
+    demo_set.name: demo_set
+    for demo_set in (
+        DemoSet("order", "the events fill each video; classes differ only in their order", 0.0, ("mean-pool", "actalign")),
+        DemoSet(
+            "background",
+            "each video's events sit between long stretches of unrelated shapes",
+            4.0,
+            ("mean-pool", "actalign", "actalign-subsequence", "drop-dtw-calibrated"),
+        ),
+    )
+}
 
 
 def make_demo_dataset(
@@ -38,12 +74,19 @@ def make_demo_dataset(
     fps: int = 12,
     size: int = 128,
     seed: int = 0,
+    demo_set: str = "order",
 ) -> tuple[Path, Path]:
-    """Write dest/videos/*.mp4, dest/classes.yaml and dest/manifest.csv; return (manifest, classes)."""
+    """Write dest/videos/*.mp4, dest/classes.yaml and dest/manifest.csv; return (manifest, classes).
+
+    ``seconds`` is the time the three events take together; the ``background``
+    set adds its stretches of unrelated shapes before and after.
+    """
+    spec = DEMO_SETS[demo_set]
     dest = Path(dest)
     videos_dir = dest / "videos"
     videos_dir.mkdir(parents=True, exist_ok=True)
     n_frames = max(3, round(seconds * fps))
+    n_background = round(spec.background_s * fps)
     orders = list(itertools.permutations(range(len(DEMO_EVENTS))))
     classes = [_class_entry(order) for order in orders]
 
@@ -53,7 +96,13 @@ def make_demo_dataset(
             number = class_index * videos_per_class + k
             video_id = f"demo-{number:03d}"
             rng = np.random.default_rng([seed, number])
-            _write_video(videos_dir / f"{video_id}.mp4", _render(order, n_frames, size, rng), fps)
+            frames = _render_events(order, n_frames, size, rng)
+            if n_background:
+                lures = rng.choice(len(DEMO_EVENTS), size=2, replace=False)
+                frames = np.concatenate(
+                    [_render_background(lures[0], n_background, fps, size, rng), frames, _render_background(lures[1], n_background, fps, size, rng)]
+                )
+            write_video(videos_dir / f"{video_id}.mp4", frames, fps)
             rows.append(
                 {
                     "video_id": video_id,
@@ -68,7 +117,7 @@ def make_demo_dataset(
 
     classes_path = dest / "classes.yaml"
     classes_path.write_text(
-        "# Demo classes: every ordering of the same three events (see actalign/demo_data.py).\n"
+        f"# Demo classes ({spec.name} set): every ordering of the same three events (see actalign/demo_data.py).\n"
         + yaml.safe_dump({"classes": classes}, sort_keys=False, allow_unicode=True),
         encoding="utf-8",
     )
@@ -95,41 +144,38 @@ def _class_entry(order: tuple[int, ...]) -> dict[str, object]:
     }
 
 
-def _render(order: tuple[int, ...], n_frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
+def _render_events(order: tuple[int, ...], n_frames: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """uint8 (n_frames, size, size, 3) frames showing the events in ``order``, a third each."""
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    frames = np.empty((n_frames, size, size, 3), dtype=np.uint8)
+    scenes = []
     bounds = [round(j * n_frames / len(order)) for j in range(len(order) + 1)]
     for slot, event in enumerate(order):
         _, colour, shape = DEMO_EVENTS[event]
-        centre = size / 2 + rng.uniform(-0.08, 0.08, 2) * size
-        radius = size * 0.3 * rng.uniform(0.95, 1.05)
-        drift = rng.uniform(-0.4, 0.4, 2) * size / 128  # pixels per frame
-        for t in range(bounds[slot], bounds[slot + 1]):
-            cx, cy = centre + drift * (t - bounds[slot])
-            mask = _shape_mask(shape, xs - cx, ys - cy, radius)
-            image = np.full((size, size, 3), BACKGROUND, dtype=np.int16)
-            image[mask] = colour
-            image += rng.integers(-6, 7, image.shape, dtype=np.int16)
-            frames[t] = np.clip(image, 0, 255)
-    return frames
+        centre = 0.5 + rng.uniform(-0.04, 0.04, 2)
+        radius = 0.3 * rng.uniform(0.95, 1.05)
+        drift = rng.uniform(-0.2, 0.2, 2) / 128  # image sides per frame
+        for t in range(bounds[slot + 1] - bounds[slot]):
+            cx, cy = centre + drift * t
+            scenes.append(Scene(colour, shape, radius, (float(cx), float(cy)), BACKGROUND))
+    return render(scenes, size, rng)
 
 
-def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) -> np.ndarray:
-    """Boolean mask of a shape centred at dx = dy = 0."""
-    if shape == "circle":
-        return dx**2 + dy**2 <= radius**2
-    if shape == "square":
-        half = radius * 0.85
-        return (np.abs(dx) <= half) & (np.abs(dy) <= half)
-    if shape == "triangle":  # apex up, base at the bottom
-        top, bottom = -radius, radius * 0.8
-        return (dy >= top) & (dy <= bottom) & (np.abs(dx) <= (dy - top) * 0.62)
-    raise ValueError(f"unknown shape {shape!r}")
+def _render_background(lure: int, n_frames: int, fps: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Unrelated shapes, a new one each second, in the colour of event ``lure`` and no event's shape."""
+    colour = DEMO_EVENTS[lure][1]
+    shapes = [shape for shape in SHAPES if shape not in {event_shape for _, _, event_shape in DEMO_EVENTS}]
+    scenes = []
+    for start in range(0, n_frames, fps):
+        shape = shapes[rng.integers(len(shapes))]
+        radius = float(rng.uniform(0.15, 0.3))
+        centre = (float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.3, 0.7)))
+        scenes += [Scene(colour, shape, radius, centre, BACKGROUND)] * min(fps, n_frames - start)
+    return render(scenes, size, rng)
 
 
-def _write_video(path: Path, frames: np.ndarray, fps: int) -> None:
+def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
     """H.264 (yuv420p) MP4; single-threaded x264 so the bytes are reproducible."""
+    import av  # here: the CLI imports this module for the set names, and needs PyAV only to write
+
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast", "threads": "1"})
         stream.width, stream.height = frames.shape[2], frames.shape[1]

@@ -16,7 +16,7 @@ import re
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,24 +28,29 @@ import torch
 # Top level on purpose: the first `AutoModel` import from several threads at once raises ImportError.
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, BaseImageProcessor, PreTrainedTokenizerBase
 
+from actalign.caveats import BANNERS, TOY_BANNER, UNTRAINED_BANNER, UNTRAINED_MARKER, banner
 from actalign.errors import InputError, ModelNotFoundError
-from actalign.tiny_model import BASE, TINY, UNTRAINED_MARKER, RandomTowerSize, random_model_path, tiny_random_path
+from actalign.tiny_model import BASE, random_model_path, tiny_random_path
+from actalign.toy_model import toy_shapes_path
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MODEL",
     "PRECISIONS",
     "REGISTRY",
+    "TOY_BANNER",
     "UNTRAINED_BANNER",
     "Encoder",
     "ModelSpec",
     "PendingFeatures",
+    "built_here",
     "choose_device",
     "choose_precision",
     "clear_encoder_cache",
     "default_batch_size",
     "hub_reachable",
     "load_encoder",
+    "model_caveat",
     "tiny_random_path",
 ]
 
@@ -55,13 +60,17 @@ class ModelSpec:
     """A short name users can type instead of a hub id."""
 
     name: str
-    source: str  # Hugging Face hub id, or "builtin:tiny-random"
+    source: str  # Hugging Face hub id, or "builtin:<name>" for a model built here
     trained: bool
     description: str
 
 
-# Untrained models built locally, by registry source.
-BUILTIN: dict[str, RandomTowerSize] = {"builtin:tiny-random": TINY, "builtin:base-random": BASE}
+# Models built here, by registry source: each call returns the folder, building it the first time.
+BUILTIN: dict[str, Callable[[], Path]] = {
+    "builtin:tiny-random": tiny_random_path,
+    "builtin:base-random": lambda: random_model_path(BASE),
+    "builtin:toy-shapes": toy_shapes_path,
+}
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -79,6 +88,12 @@ REGISTRY: dict[str, ModelSpec] = {
             "SigLIP base at 224 px: about 4x faster, lower accuracy.",
         ),
         ModelSpec(
+            "toy-shapes",
+            "builtin:toy-shapes",
+            True,
+            "A small SigLIP trained here in about 2 minutes on generated shapes: the offline demo's model; knows no real video.",
+        ),
+        ModelSpec(
             "tiny-random",
             "builtin:tiny-random",
             False,
@@ -94,10 +109,6 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 DEFAULT_MODEL = "siglip-so400m"
 
-UNTRAINED_BANNER = (
-    "UNTRAINED MODEL: tiny-random (or a checkpoint marked ACTALIGN_UNTRAINED) has random weights; "
-    "every score and accuracy in this run is meaningless (a smoke test, not a result)."
-)
 
 # Images per forward pass at 224 px: CPU gains nothing beyond ~32; a GPU wants large batches.
 DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 128}
@@ -237,6 +248,7 @@ class Encoder:
         model_id: str,
         fingerprint: str,
         trained: bool,
+        caveat: str | None = None,
         device: str,
         bf16: bool = False,
         batch_size: int | None = None,
@@ -250,6 +262,7 @@ class Encoder:
         self.model_id = model_id
         self.fingerprint = fingerprint
         self.trained = trained
+        self.caveat = caveat  # the banner every run with this model shows, if any (UNTRAINED_BANNER, TOY_BANNER)
         self.device = device
         # Part of every cache key: results of different precisions never mix.
         self.dtype_name = choose_precision(device, precision or ("bfloat16" if bf16 else "float32"))
@@ -460,7 +473,7 @@ class _Target:
 def _resolve(ref: str) -> _Target:
     spec = REGISTRY.get(ref)
     if spec is not None and spec.source in BUILTIN:
-        return _Target(str(random_model_path(BUILTIN[spec.source])), spec.name, False, spec.trained)
+        return _Target(str(BUILTIN[spec.source]()), spec.name, False, spec.trained)
     if spec is not None:
         return _Target(spec.source, spec.source, True, spec.trained)
     folder = Path(ref).expanduser()
@@ -473,6 +486,12 @@ def _resolve(ref: str) -> _Target:
         f"Unknown model {ref!r}: not a registry name ({', '.join(REGISTRY)}), not an existing folder, "
         "and not a Hugging Face id like 'google/siglip-base-patch16-224'."
     )
+
+
+def built_here(model: str) -> bool:
+    """True for a registry model built on this machine (no hub needed)."""
+    spec = REGISTRY.get(model)
+    return spec is not None and spec.source in BUILTIN
 
 
 def _hub_access() -> tuple[bool, str | None]:
@@ -513,6 +532,7 @@ def _load(ref: str, device: str, batch_size: int | None, precision: str, compile
     if not (hasattr(model, "get_image_features") and hasattr(model, "logit_bias")):
         raise ModelNotFoundError(f"{ref!r} loads as {type(model).__name__}, not a SigLIP dual encoder.")
     folder = _hub_folder(target.location) if target.is_hub else Path(target.location)
+    trained = target.registry_trained and not (folder / UNTRAINED_MARKER).exists()
     return Encoder(
         model.to(device).eval(),
         tokenizer,
@@ -520,12 +540,19 @@ def _load(ref: str, device: str, batch_size: int | None, precision: str, compile
         model_ref=ref,
         model_id=target.model_id,
         fingerprint=_fingerprint(folder),
-        trained=target.registry_trained and not (folder / UNTRAINED_MARKER).exists(),
+        trained=trained,
+        caveat=model_caveat(folder, trained),
         device=device,
         batch_size=batch_size,
         precision=precision,
         compile=compile,
     )
+
+
+def model_caveat(folder: Path, trained: bool) -> str | None:
+    """The banner for runs with the model in ``folder``: what its marker file says, else the untrained one if untrained."""
+    marked = [text for marker, text in BANNERS.items() if (folder / marker).is_file()]
+    return banner(trained, marked[0] if marked else None)
 
 
 def _cpu_name() -> str:

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import sentencepiece as spm
 import torch
 from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor, SiglipTokenizer
 
-UNTRAINED_MARKER = "ACTALIGN_UNTRAINED"
+from actalign.caveats import UNTRAINED_MARKER
+
 TINY_IMAGE_SIZE = 32
 TINY_TEXT_LENGTH = 64  # the real SigLIP text length, so padding behaves as in production
 TINY_VOCAB_SIZE = 160  # the largest round size this corpus supports with a hard limit
@@ -83,37 +85,45 @@ def tiny_random_path() -> Path:
 
 
 def random_model_path(size: RandomTowerSize) -> Path:
-    """Build an untrained model once (per cache folder) and return its folder.
+    """Build an untrained model once (per cache folder) and return its folder."""
+    return built_model_path(size.folder, UNTRAINED_MARKER, lambda folder: _build(folder, size))
+
+
+def built_model_path(name: str, marker: str, build: Callable[[Path], None]) -> Path:
+    """The cache folder ``name``, built by ``build`` the first time; ``marker`` is the file that says it is complete.
 
     Safe against concurrent builders: each builds in a private temporary sibling
     and renames it into place; a loser of the race discards its copy.
     """
-    final = models_cache_dir() / size.folder
+    final = models_cache_dir() / name
     with _BUILD_LOCK:
-        if (final / UNTRAINED_MARKER).is_file():
+        if (final / marker).is_file():
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{size.folder}.tmp-", dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
         try:
-            _build(tmp, size)
+            build(tmp)
             os.rename(tmp, final)
         except OSError:
-            if not (final / UNTRAINED_MARKER).is_file():
+            if not (final / marker).is_file():
                 raise  # not a lost race: a real failure
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return final
 
 
-def _train_tokenizer(folder: Path) -> SiglipTokenizer:
-    # SiglipTokenizer expects </s> (pad and eos, as in the real checkpoints) and <unk>;
-    # the ids follow the real vocabulary: <pad>=0, </s>=1, <unk>=2, no <s>.
+def train_tokenizer(folder: Path, corpus: Iterable[str], vocab_size: int, max_length: int) -> SiglipTokenizer:
+    """A SiglipTokenizer whose sentencepiece model is trained on ``corpus`` (at most ``vocab_size`` pieces).
+
+    SiglipTokenizer expects </s> (pad and eos, as in the real checkpoints) and <unk>;
+    the ids follow the real vocabulary: <pad>=0, </s>=1, <unk>=2, no <s>.
+    """
     proto = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_CORPUS),
+        sentence_iterator=iter(corpus),
         model_writer=proto,
-        vocab_size=TINY_VOCAB_SIZE,
+        vocab_size=vocab_size,
         model_type="unigram",
         pad_id=0,
         eos_id=1,
@@ -125,11 +135,11 @@ def _train_tokenizer(folder: Path) -> SiglipTokenizer:
     )
     vocab_file = folder / "spiece.model"
     vocab_file.write_bytes(proto.getvalue())
-    return SiglipTokenizer(vocab_file=str(vocab_file), model_max_length=TINY_TEXT_LENGTH)
+    return SiglipTokenizer(vocab_file=str(vocab_file), model_max_length=max_length)
 
 
 def _build(folder: Path, size: RandomTowerSize) -> None:
-    tokenizer = _train_tokenizer(folder)
+    tokenizer = train_tokenizer(folder, _CORPUS, TINY_VOCAB_SIZE, TINY_TEXT_LENGTH)
     config = SiglipConfig(
         text_config={
             "vocab_size": tokenizer.vocab_size,

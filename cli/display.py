@@ -6,7 +6,6 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from actalign.models import UNTRAINED_BANNER
 from queries.runner import Result
 
 console = Console()
@@ -22,8 +21,10 @@ def print_result(result: Result, title: str | None = None) -> None:
     console.print(table)
 
 
-def print_untrained_banner() -> None:
-    console.print(Panel(UNTRAINED_BANNER, style="bold yellow", title="warning"))
+def print_model_banner(banner: str | None) -> None:
+    """The model's caveat (untrained, or trained on generated shapes only), when it has one."""
+    if banner:
+        console.print(Panel(banner, style="bold yellow", title="warning"))
 
 
 def print_error(message: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,12 +13,13 @@ import yaml
 from pydantic import ValidationError
 
 from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, RunConfig
+from actalign.demo_data import DEMO_SETS
 from actalign.errors import InputError
 from actalign.frames import DEFAULT_FPS
 from actalign.llm import LLMSettings
 from actalign.models import DEFAULT_MODEL, REGISTRY
 from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES
-from cli.display import console, print_error, print_result, print_untrained_banner
+from cli.display import console, print_error, print_model_banner, print_result
 from cli.environment import prepare_prefect, quiet_libraries
 from cli.prompt import prompt_app
 
@@ -25,6 +27,7 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pret
 app.add_typer(prompt_app, name="prompt")
 
 MODEL_HELP = "Model: " + ", ".join(f"{name} ({spec.source})" for name, spec in REGISTRY.items()) + "; or any Hugging Face id or local folder."
+DemoSetName = Enum("DemoSetName", {name: name for name in DEMO_SETS}, type=str)
 WorkdirOption = Annotated[Path, typer.Option("--workdir", help="Folder holding stores, runs and actalign.duckdb.")]
 ProviderOption = Annotated[str, typer.Option("--provider", help="Where scripts come from: file (steps in the classes file) or openai (an LLM writes the steps of classes that have none).")]
 LLMModelOption = Annotated[str, typer.Option("--llm-model", help="LLM model, a dated snapshot (or an Azure deployment).")]
@@ -161,16 +164,18 @@ def gc(
 @app.command()
 def demo(
     workdir: WorkdirOption = Path("actalign-demo"),
-    model: Annotated[str, typer.Option("--model", help=MODEL_HELP + " Falls back to tiny-random when the hub is unreachable.")] = "siglip-base",
+    model: Annotated[str, typer.Option("--model", help=MODEL_HELP + " Falls back to toy-shapes when the hub is unreachable.")] = "siglip-base",
     videos_per_class: Annotated[int, typer.Option("--videos-per-class", min=1, help="Generated videos per class.")] = 2,
+    demo_set: Annotated[DemoSetName, typer.Option("--set", help="; ".join(f"{name}: {spec.description}" for name, spec in DEMO_SETS.items()) + ".")] = DemoSetName("order"),
     verbose: VerboseOption = False,
 ) -> None:
     """Generate a small labelled set of shape animations whose classes differ only in event order, and run the pipeline."""
     from cli.demo import prepare_demo
 
     quiet_libraries()
-    manifest, classes_file, chosen = prepare_demo(workdir, model, videos_per_class)
-    config = _config(dict(videos=manifest, classes=classes_file, model=chosen, workdir=workdir))
+    manifest, classes_file, chosen = prepare_demo(workdir, model, videos_per_class, demo_set.value)
+    scorers = list(DEMO_SETS[demo_set.value].scorers)
+    config = _config(dict(videos=manifest, classes=classes_file, model=chosen, workdir=workdir, scorers=scorers))
     raise typer.Exit(_run(config, verbose))
 
 
@@ -327,8 +332,7 @@ def _run(config: RunConfig, verbose: bool) -> int:
     print_result(tables.accuracy(workdir, summary.run_id), title="Accuracy over labelled videos")
     if summary.n_failed:
         print_result(tables.failures(workdir, summary.run_id), title=f"{summary.n_failed} failed")
-    if not summary.trained:
-        print_untrained_banner()
+    print_model_banner(summary.caveat)
     console.print(f"report: {summary.report}\nquery: actalign sql --workdir {summary.workdir} \"SELECT * FROM accuracy\"")
     return 1 if summary.n_failed else 0
 

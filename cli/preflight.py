@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from actalign.config import RunConfig
 from actalign.errors import InputError
-from cli.display import console, print_error, print_untrained_banner
+from cli.display import console, print_error, print_model_banner
 from cli.environment import quiet_libraries
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def preflight(config: RunConfig, credentials: bool = True) -> tuple[Inputs, Encoder] | None:
-    """(inputs, encoder), with the untrained banner when it applies; None after printing the input error.
+    """(inputs, encoder), with the model's banner when it has one; None after printing the input error.
 
     ``credentials``: also check the script provider's API key (a run needs it, a status does not).
     """
@@ -29,6 +29,5 @@ def preflight(config: RunConfig, credentials: bool = True) -> tuple[Inputs, Enco
     except InputError as exc:
         print_error(str(exc))
         return None
-    if not encoder.trained:
-        print_untrained_banner()
+    print_model_banner(encoder.caveat)
     return inputs, encoder

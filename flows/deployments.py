@@ -38,6 +38,7 @@ def scheduled_pipeline(config: RunConfig) -> dict[str, Any]:
         "n_videos": summary.n_videos,
         "n_failed": summary.n_failed,
         "trained": summary.trained,
+        "caveat": summary.caveat,
         "workdir": summary.workdir,
         "report": summary.report,
     }

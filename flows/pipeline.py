@@ -18,7 +18,6 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_sett
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from actalign.config import RunConfig
-from actalign.models import UNTRAINED_BANNER
 from actalign.scorers import Calibration
 from flows.placement import encoding_placement
 from flows.progress import wait_with_progress
@@ -43,6 +42,7 @@ class RunSummary:
     workdir: str
     report: str
     trained: bool
+    caveat: str | None  # the model's banner, if it has one
     n_videos: int
     n_failed: int
     decoded_frames: int
@@ -62,8 +62,8 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
     logger = get_run_logger()
     inputs = load_inputs(config)
     encoder = encoder_for(config)
-    if not encoder.trained:
-        logger.warning(UNTRAINED_BANNER)
+    if encoder.caveat:
+        logger.warning(encoder.caveat)
     workdir = Workdir.open(config.workdir)
     for interrupted in mark_interrupted(workdir):
         logger.warning("run %s was interrupted (its process is gone); this run reuses what it stored", interrupted)
@@ -72,6 +72,7 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
         started_at=now(),
         model=encoder.model_id,
         model_trained=encoder.trained,
+        model_caveat=encoder.caveat,
         config=config.model_dump(mode="json"),
         n_videos=len(inputs.videos),
     )
@@ -155,6 +156,7 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         workdir=str(workdir.root),
         report=str(report),
         trained=encoder.trained,
+        caveat=encoder.caveat,
         n_videos=len(inputs.videos),
         n_failed=n_failed,
         decoded_frames=sum(r.decoded_frames for r in results.values()),
@@ -194,7 +196,9 @@ def task_runner(config: RunConfig) -> TaskRunner:
     """The one choice of where tasks run: an existing Dask cluster when the config names one, else
     ``config.workers`` threads in this process."""
     if config.dask_address:
-        from prefect_dask import DaskTaskRunner  # imported only for cluster runs: distributed is slow to import
+        from prefect_dask import (
+            DaskTaskRunner,  # imported only for cluster runs: distributed is slow to import
+        )
 
         if not get_current_settings().api.url:
             logging.getLogger(__name__).warning(

@@ -56,6 +56,7 @@ class RunRecord:
     model: str
     model_trained: bool
     config: dict[str, Any]
+    model_caveat: str | None = None  # the banner of an untrained or toy model
     state: str = "running"
     finished_at: datetime | None = None
     stage_keys: dict[str, Any] = field(default_factory=dict)

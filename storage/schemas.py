@@ -122,6 +122,7 @@ RUNS = pa.schema(
         ("state", pa.string()),  # running | completed | completed_with_failures | failed | interrupted
         ("model", pa.string()),
         ("model_trained", pa.bool_()),
+        ("model_caveat", pa.string()),  # the banner of an untrained or toy model, null for a real checkpoint
         ("config", pa.string()),  # the full RunConfig as JSON
         ("stage_keys", pa.string()),  # JSON: model fingerprint, per-class script and embedding keys
         ("n_videos", pa.int32()),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from actalign.align import align
+from actalign.caveats import model_label
 from actalign.errors import InputError
 from actalign.plots import plot_alignment
 from actalign.scorers import ALIGNMENT_MODES
@@ -30,6 +31,7 @@ class VideoInRun:
     run_keys: dict
     config: dict
     trained: bool
+    caveat: str | None
     model: str
 
 
@@ -39,7 +41,7 @@ def find_video(workdir: Workdir, video_id: str, run_id: str | None, scorer: str)
         workdir,
         """SELECT s.run_id, any_value(v.label), any_value(s.frames_key), any_value(v.candidates),
                   map_from_entries(list({'k': s.candidate, 'v': s.embed_key})), any_value(r.stage_keys),
-                  any_value(r.config), any_value(r.model_trained), any_value(r.model)
+                  any_value(r.config), any_value(r.model_trained), any_value(r.model_caveat), any_value(r.model)
            FROM scores s JOIN videos v USING (run_id, video_id) JOIN runs r USING (run_id)
            WHERE s.video_id = $1 AND s.scorer = $3 AND ($2 IS NULL OR s.run_id = $2)
            GROUP BY s.run_id ORDER BY any_value(r.started_at) DESC LIMIT 1""",
@@ -51,9 +53,9 @@ def find_video(workdir: Workdir, video_id: str, run_id: str | None, scorer: str)
             f"video {video_id!r} has no {scorer} scores in {where} of {workdir.root}; "
             "check the id with: actalign sql \"SELECT run_id, video_id, scorer FROM predictions\""
         )
-    run, label, frames_key, candidates, keys, stage_keys, config, trained, model = rows[0]
+    run, label, frames_key, candidates, keys, stage_keys, config, trained, caveat, model = rows[0]
     ordered = {c: keys[c] for c in candidates if c in keys}
-    return VideoInRun(run, video_id, label, frames_key, ordered, json.loads(stage_keys), json.loads(config), trained, model)
+    return VideoInRun(run, video_id, label, frames_key, ordered, json.loads(stage_keys), json.loads(config), trained, caveat, model)
 
 
 def predicted_class(workdir: Workdir, video: VideoInRun, scorer: str) -> str | None:
@@ -78,7 +80,6 @@ def explain_video(workdir: Workdir, video_id: str, run_id: str | None = None, sc
     times = read_frame_times(frames_path)
     predicted = predicted_class(workdir, video, scorer)
     out_dir = out_dir or workdir.run_dir(video.run_id) / "explain" / video_id
-    untrained = "" if video.trained else " (UNTRAINED: meaningless)"
     written = []
     for candidate, embed_key in video.embed_keys.items():
         texts_path = workdir.step_embeddings_path(embed_key)
@@ -100,7 +101,7 @@ def explain_video(workdir: Workdir, video_id: str, run_id: str | None = None, sc
                 times,
                 f"{candidate} - {scorer} score {result.score:.4f}",
                 out_dir / f"{candidate}.png",
-                subtitle=f"video {video_id} · run {video.run_id} · true: {video.label or '?'} · predicted: {predicted or '?'} · model: {video.model}{untrained}",
+                subtitle=f"video {video_id} · run {video.run_id} · true: {video.label or '?'} · predicted: {predicted or '?'} · model: {video.model} ({model_label(video.trained, video.caveat)})",
                 highlight=marks,
             )
         )

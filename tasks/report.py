@@ -46,8 +46,8 @@ from matplotlib.figure import Figure
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from actalign.caveats import banner, model_label
 from actalign.errors import InputError
-from actalign.models import UNTRAINED_BANNER
 from actalign.scorers import ALIGNMENT_MODES
 from queries import stats, tables
 from queries.runner import Result, Session, session
@@ -214,11 +214,10 @@ def build_report(
         heat_scorer = _heatmap_scorer(scorers, heatmap_scorer)
         out_dir = Path(out_dir) if out_dir else workdir.run_dir(run_id)
         config = redact(json.loads(info["config"] or "{}"))
-        trained = bool(info["model_trained"])
         report = Report(
             run_id=run_id,
             title=f"actalign run {run_id}",
-            banner=None if trained else UNTRAINED_BANNER,
+            banner=banner(info["model_trained"], info["model_caveat"]),
             created_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
             out_dir=out_dir,
             summary=_summary(s, info, config, scorers, workdir),
@@ -370,7 +369,7 @@ def _summary(s: Session, info: dict[str, Any], config: dict[str, Any], scorers: 
     lines = [
         ("run", f"{info['run_id']} ({info['state']}; started {when(info['started_at'])}, finished {when(info['finished_at'])})"),
         ("videos", f"{labelled[1]} ({labelled[0]} labelled), {info['n_failed'] or 0} failed item(s)"),
-        ("model", f"{info['model']}" + (" (trained)" if info["model_trained"] else " (UNTRAINED: random weights)")),
+        ("model", f"{info['model']} ({model_label(info['model_trained'], info['model_caveat'])})"),
         ("scorers", ", ".join(scorers) or "(none)"),
         ("fps", str(config.get("fps", "?"))),
         ("smoothing", str(config.get("smoothing", 0)) + " (moving-average width over frames for the alignment scorers; 0 or 1: none)"),
@@ -512,7 +511,9 @@ def plot_margins(margins: dict[str, np.ndarray], out: Path) -> Path:
 
 
 def _draw_heatmaps(workdir: Workdir, run_id: str, scorer: str, videos: list[str], out_dir: Path) -> list[Heatmaps]:
-    from tasks.explain import explain_video  # the heatmaps of `actalign explain`, reused
+    from tasks.explain import (
+        explain_video,  # the heatmaps of `actalign explain`, reused
+    )
 
     drawn = []
     for video in videos:

@@ -40,3 +40,11 @@ def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from actalign.demo_data import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("demo"), videos_per_class=1)
+
+
+@pytest.fixture(scope="session")
+def toy_shapes() -> Path:
+    """The trained toy model's folder: trained once per session (a few minutes) into the session's cache."""
+    from actalign.toy_model import toy_shapes_path
+
+    return toy_shapes_path()

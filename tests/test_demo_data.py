@@ -14,6 +14,7 @@ import yaml
 
 from actalign.demo_data import DEMO_EVENTS, make_demo_dataset
 from actalign.frames import sample_frames, video_duration
+from actalign.shapes import COLOURS
 
 VIDEOS_PER_CLASS = 2
 SECONDS, FPS = 3.0, 12
@@ -100,7 +101,7 @@ def test_mean_colour_is_the_same_for_every_class(rows: list[dict[str, str]], fra
 def test_dominant_colour_order_follows_the_steps(
     classes: dict[str, dict], rows: list[dict[str, str]], frames: dict[str, np.ndarray]
 ) -> None:
-    colours = {name: np.array(rgb, dtype=float) for name, rgb, _ in DEMO_EVENTS}
+    colours = {name: np.array(COLOURS[colour], dtype=float) for name, colour, _ in DEMO_EVENTS}
     for row in rows:
         video = frames[row["video_id"]].astype(float)
         dominant = []
