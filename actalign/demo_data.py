@@ -10,14 +10,16 @@ small drift each frame, pixel noise) from the seed keeps the videos distinct.
 
 Two sets (``DEMO_SETS``):
 - ``order``: the events fill the video, a third each.
-- ``background``: the same events, a second each, inside long stretches of
-  unrelated shapes before and after. Unrelated is not unlike: each stretch
-  shares its colour with one of the events (before: one event's colour, after:
-  another's), as real footage before and after an action faintly resembles
-  some of its steps. An alignment that must cover every frame (paper-exact
-  ``actalign``) is pulled towards classes that start and end with those
-  colours; ``actalign-subsequence`` and ``drop-dtw-calibrated`` leave the
-  background out.
+- ``background``: the same events, half a second each, inside 16 s stretches
+  of unrelated shapes before and after. Unrelated is not unlike: each stretch
+  shows large crosses (no event's shape, nor one that blurs into it: small
+  stars and rings look like circles) in the colour of one event
+  (before: one event's colour, after: another's), as real footage before and
+  after an action faintly resembles some of its steps. Each such frame adds a
+  little to that step's affinity, and over a stretch 16 times longer than an
+  event, an alignment that must cover every frame (paper-exact ``actalign``)
+  is pulled towards the class that starts and ends with those colours;
+  ``actalign-subsequence`` and ``drop-dtw-calibrated`` leave the background out.
 
 Everything is generated here, deterministically for a seed, in a few seconds.
 """
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from actalign.shapes import SHAPES, Scene, render
+from actalign.shapes import Scene, render
 
 DEMO_EVENTS: list[tuple[str, str, str]] = [
     ("a red circle", "red", "circle"),
@@ -49,6 +51,7 @@ BACKGROUND = "grey"
 class DemoSet:
     name: str
     description: str
+    event_s: float  # seconds the three events take together
     background_s: float  # seconds of unrelated shapes before and after the events
     scorers: tuple[str, ...]  # what the demo compares on this set
 
@@ -56,11 +59,12 @@ class DemoSet:
 DEMO_SETS: dict[str, DemoSet] = {
     demo_set.name: demo_set
     for demo_set in (
-        DemoSet("order", "the events fill each video; classes differ only in their order", 0.0, ("mean-pool", "actalign")),
+        DemoSet("order", "the events fill each video; classes differ only in their order", 3.0, 0.0, ("mean-pool", "actalign")),
         DemoSet(
             "background",
             "each video's events sit between long stretches of unrelated shapes",
-            4.0,
+            1.5,
+            16.0,
             ("mean-pool", "actalign", "actalign-subsequence", "drop-dtw-calibrated"),
         ),
     )
@@ -70,7 +74,7 @@ DEMO_SETS: dict[str, DemoSet] = {
 def make_demo_dataset(
     dest: Path,
     videos_per_class: int = 2,
-    seconds: float = 3.0,
+    seconds: float | None = None,
     fps: int = 12,
     size: int = 128,
     seed: int = 0,
@@ -78,10 +82,11 @@ def make_demo_dataset(
 ) -> tuple[Path, Path]:
     """Write dest/videos/*.mp4, dest/classes.yaml and dest/manifest.csv; return (manifest, classes).
 
-    ``seconds`` is the time the three events take together; the ``background``
-    set adds its stretches of unrelated shapes before and after.
+    ``seconds`` is the time the three events take together (default: the set's);
+    the ``background`` set adds its stretches of unrelated shapes before and after.
     """
     spec = DEMO_SETS[demo_set]
+    seconds = spec.event_s if seconds is None else seconds
     dest = Path(dest)
     videos_dir = dest / "videos"
     videos_dir.mkdir(parents=True, exist_ok=True)
@@ -160,15 +165,13 @@ def _render_events(order: tuple[int, ...], n_frames: int, size: int, rng: np.ran
 
 
 def _render_background(lure: int, n_frames: int, fps: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Unrelated shapes, a new one each second, in the colour of event ``lure`` and no event's shape."""
+    """Large crosses in the colour of event ``lure``, a new one each second: no event's shape, nor one that shrinks into it."""
     colour = DEMO_EVENTS[lure][1]
-    shapes = [shape for shape in SHAPES if shape not in {event_shape for _, _, event_shape in DEMO_EVENTS}]
     scenes = []
     for start in range(0, n_frames, fps):
-        shape = shapes[rng.integers(len(shapes))]
-        radius = float(rng.uniform(0.15, 0.3))
-        centre = (float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.3, 0.7)))
-        scenes += [Scene(colour, shape, radius, centre, BACKGROUND)] * min(fps, n_frames - start)
+        radius = float(rng.uniform(0.27, 0.33))
+        centre = (float(rng.uniform(0.46, 0.54)), float(rng.uniform(0.46, 0.54)))
+        scenes += [Scene(colour, "cross", radius, centre, BACKGROUND)] * min(fps, n_frames - start)
     return render(scenes, size, rng)
 
 

@@ -39,7 +39,7 @@ def _loadable_model(model: str) -> str:
         console.print(
             f"[bold yellow]The model {model!r} cannot be loaded: {reason}.[/]\n"
             f"Running the demo with {OFFLINE_MODEL}, a small SigLIP trained here on generated shapes only "
-            "(about 2 minutes the first time, then cached): it shows what the method does on the demo's shapes, "
+            "(2 to 3 minutes the first time, then cached): it shows what the method does on the demo's shapes, "
             "and knows nothing of real video. On a machine with internet the demo uses a real SigLIP.",
             highlight=False,
         )

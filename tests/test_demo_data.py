@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from actalign.demo_data import DEMO_EVENTS, make_demo_dataset
+from actalign.demo_data import DEMO_EVENTS, DEMO_SETS, make_demo_dataset
 from actalign.frames import sample_frames, video_duration
 from actalign.shapes import COLOURS
 
@@ -134,3 +134,22 @@ def test_loads_with_the_project_readers(dataset: tuple[Path, Path]) -> None:
     assert len(specs) == 6 and all(spec.steps and len(spec.steps) == 3 for spec in specs)
     assert len(videos) == 6 * VIDEOS_PER_CLASS
     assert all(Path(v.source).is_file() and len(v.candidates) == 6 and v.label for v in videos)
+
+
+def test_background_set_puts_short_events_between_long_stretches_of_other_shapes(tmp_path: Path) -> None:
+    spec = DEMO_SETS["background"]
+    manifest, classes_file = make_demo_dataset(tmp_path, videos_per_class=1, demo_set="background")
+    classes = {entry["id"]: entry for entry in yaml.safe_load(classes_file.read_text(encoding="utf-8"))["classes"]}
+    colours = {name: np.array(COLOURS[colour], dtype=float) for name, colour, _ in DEMO_EVENTS}
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        path = manifest.parent / row["path"]
+        assert video_duration(path) == pytest.approx(spec.event_s + 2 * spec.background_s)
+        video = sample_frames(path, fps=FPS, size=(64, 64)).frames.astype(float)
+        start = round(spec.background_s * FPS)
+        events = video[start : start + round(spec.event_s * FPS)]
+        dominant = [max(colours, key=lambda name: int((np.abs(image.reshape(-1, 3) - colours[name]).max(axis=1) < 40).sum())) for image in events]
+        assert [name for name, _ in itertools.groupby(dominant)] == classes[row["label"]]["steps"], row["video_id"]
+        before, after = video[:start], video[start + len(events) :]
+        assert len(before) == len(after) == start
