@@ -91,7 +91,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "toy-shapes",
             "builtin:toy-shapes",
             True,
-            "A small SigLIP trained here in about 2 minutes on generated shapes: the offline demo's model; knows no real video.",
+            "A small SigLIP trained here (2 to 3 minutes, once) on generated shapes: the offline demo's model; knows no real video.",
         ),
         ModelSpec(
             "tiny-random",

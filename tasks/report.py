@@ -4,8 +4,8 @@ One report, three renderings of it (``build_report`` then ``render_markdown`` /
 ``render_html`` / ``render_json``):
 
 - the run's configuration (model, scorers, fps, smoothing, where the scripts
-  came from: the LLM, prompt template and its hash), and the untrained-model
-  banner when the model has random weights; never a secret;
+  came from: the LLM, prompt template and its hash), and the model's banner
+  when it is untrained or a toy (``actalign.caveats``); never a secret;
 - accuracy top-1/2/3 per scorer with 95 % percentile-bootstrap intervals
   (``queries.stats``), each beside the random baseline of the run's exact mix
   of candidate counts, and how many labelled videos were left out and why;
@@ -672,7 +672,7 @@ def render_html(report: Report) -> str:
         f"<h1>{e(report.title)}</h1>",
     ]
     if report.banner:
-        out.append(f'<div class="banner" id="untrained-banner">{e(report.banner)}</div>')
+        out.append(f'<div class="banner" id="model-banner">{e(report.banner)}</div>')
     out.append('<h2>Configuration</h2><dl class="config">' + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in report.summary) + "</dl>")
 
     def figure(path: Path, title: str, caption: str) -> str:

@@ -98,7 +98,7 @@ def test_html_report_renders_in_headless_chromium(pipeline_run, tmp_path):
     dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, timeout=120, check=True, text=True).stdout
     for table in ("table-accuracy", "table-by_domain", "table-comparison", "table-disagreements", "table-worst_errors", "table-predictions"):
         assert f'id="{table}"' in dom, table
-    assert 'id="untrained-banner"' in dom and "UNTRAINED MODEL" in dom
+    assert 'id="model-banner"' in dom and "UNTRAINED MODEL" in dom
 
 
 def test_cli_report_md_and_json_with_heatmaps(pipeline_run, tmp_path):
