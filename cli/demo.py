@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rich.markup import escape
+
 from actalign.demo_data import DEMO_SETS, make_demo_dataset
 from actalign.errors import ModelNotFoundError
 from actalign.models import built_here, hub_reachable, load_encoder
@@ -19,7 +21,7 @@ def prepare_demo(workdir: Path, model: str, videos_per_class: int, demo_set: str
     manifest, classes = make_demo_dataset(dest, videos_per_class=videos_per_class, demo_set=demo_set)
     n_videos = len(list((dest / "videos").glob("*.mp4")))
     console.print(f"demo input ({demo_set}: {DEMO_SETS[demo_set].description}): {n_videos} generated videos and 6 classes in", highlight=False)
-    console.print(str(dest), highlight=False, soft_wrap=True)
+    console.print(str(dest), highlight=False, markup=False, soft_wrap=True)
     return manifest, classes, _loadable_model(model)
 
 
@@ -37,7 +39,7 @@ def _loadable_model(model: str) -> str:
     except ModelNotFoundError as exc:
         reason = str(exc) if reachable else "the Hugging Face hub cannot be reached from here and no copy is cached"
         console.print(
-            f"[bold yellow]The model {model!r} cannot be loaded: {reason}.[/]\n"
+            f"[bold yellow]The model {escape(repr(model))} cannot be loaded: {escape(reason)}.[/]\n"
             f"Running the demo with {OFFLINE_MODEL}, a small SigLIP trained here on generated shapes only "
             "(2 to 3 minutes the first time, then cached): it shows what the method does on the demo's shapes, "
             "and knows nothing of real video. On a machine with internet the demo uses a real SigLIP.",

@@ -140,3 +140,14 @@ def test_status_and_gc_refuse_bad_input_with_exit_code_2(tmp_path):
     assert not (tmp_path / "w").exists()  # nothing written for a status that could not plan
     gone = invoke("gc", "--workdir", tmp_path / "no-such-workdir")
     assert gone.exit_code == 2 and "does not exist" in gone.output
+
+
+def test_demo_fallback_prints_a_hostile_model_name_as_text_not_markup():
+    from cli.demo import _loadable_model
+    from cli.display import console
+
+    with console.capture() as captured:
+        chosen = _loadable_model("[bold]no/such[/]")
+    assert chosen == "toy-shapes"
+    text = " ".join(captured.get().split())
+    assert "'[bold]no/such[/]' cannot be loaded" in text and "Running the demo with toy-shapes" in text
