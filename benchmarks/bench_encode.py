@@ -4,7 +4,7 @@
     python -m benchmarks.bench_encode --quick         # tiny-random + memory cases, ~1 min
     python -m benchmarks.bench_encode --device cuda   # the same on a GPU (prints the device it ran on)
 
-Throughput: the whole acquire stage (``tasks.acquire.acquire_videos``: file
+Throughput: the whole acquire stage (``actalign.tasks.acquire.acquire_videos``: file
 keys, decode workers, batching across videos, the model, Parquet writes,
 status rows) on real clips (``../shared/clips``, cycled; else generated
 640x360 videos) sampled at 4 fps, versus a bare forward of the image tower on
@@ -93,8 +93,8 @@ def run_stage(model: str, device: str, precision: str, batch_size: int | None, p
     """acquire_videos on ``paths`` (distinct video ids, so repeated clips are separate videos)."""
     from actalign.config import RunConfig
     from actalign.manifest import VideoSpec
-    from storage.workdir import Workdir
-    from tasks.acquire import acquire_videos
+    from actalign.storage.workdir import Workdir
+    from actalign.tasks.acquire import acquire_videos
 
     specs = [
         VideoSpec(video_id=f"{i:05d}-{p.stem}", source=str(p), start_s=None, end_s=None, domain=None, candidates=("x",), label=None)
@@ -159,7 +159,7 @@ def reset_peak_rss() -> bool:
 def memory_case(case: str, videos_dir: Path, workdir: Path, device: str) -> dict:
     """Runs in a fresh process; reports the peak RSS of loading (imports + model) and of the stage."""
     logging.disable(logging.WARNING)
-    import tasks.acquire  # noqa: F401 - imports (Prefect, pyarrow) belong to loading, not to the stage
+    import actalign.tasks.acquire  # noqa: F401 - imports (Prefect, pyarrow) belong to loading, not to the stage
     from actalign.frames import sample_frames
     from actalign.models import load_encoder
 
@@ -262,7 +262,7 @@ def main() -> None:
         print(json.dumps(memory_case(args.memory_case, args.videos_dir, args.workdir, device)))
         return
     logging.basicConfig(level=logging.WARNING)
-    acquire_log = logging.getLogger("tasks.acquire")
+    acquire_log = logging.getLogger("actalign.tasks.acquire")
     acquire_log.setLevel(logging.INFO)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("  %(message)s"))

@@ -11,7 +11,7 @@ not timed.
 Two ratios, both measured in the same process run, printed, never asserted:
 
 1. **pipeline / plain** (goal < 1.2: orchestration and storage add under 20 %):
-   the wall time of ``flows.pipeline.run_pipeline`` on a fresh workdir (the
+   the wall time of ``actalign.flows.pipeline.run_pipeline`` on a fresh workdir (the
    Prefect flow and its tasks, Parquet stores, status rows, views, report)
    versus the same work done by the pure functions in a plain loop, in one
    thread, with no Prefect and no store: read the inputs; encode every class
@@ -78,42 +78,42 @@ from typing import Any
 # flow or a task body runs. A nested one counts under the top-level work running in its thread (the declared parent
 # when none is). Attributes that are gone from the code are reported, not fatal.
 TIMED = [
-    ("flows.pipeline", "load_inputs", "inputs (manifest, classes)", None),
-    ("flows.pipeline", "mark_interrupted", "interrupted-run check (all run records)", None),
-    ("flows.pipeline", "write_run", "run record", None),
-    ("flows.pipeline", "write_videos", "videos table", None),
-    ("flows.pipeline", "plan_run", "freshness plan", None),
-    ("tasks.freshness", "Plan.write", "freshness plan: write", None),
-    ("flows.pipeline", "write_status", "status rows (flow)", None),
-    ("tasks.scripts", "write_scripts", "scripts", None),
-    ("tasks.texts", "encode_texts", "texts", None),
-    ("tasks.acquire", "acquire_videos", "acquire", None),
-    ("tasks.score", "score_videos", "score", None),
-    ("flows.pipeline", "refresh_views", "views (DuckDB)", None),
-    ("tasks.report", "build_report", "report: queries and tables", None),
-    ("tasks.report", "write_files", "report: report.md", None),
-    ("tasks.report", "publish_artifacts", "report: Prefect artifacts", None),
+    ("actalign.flows.pipeline", "load_inputs", "inputs (manifest, classes)", None),
+    ("actalign.flows.pipeline", "mark_interrupted", "interrupted-run check (all run records)", None),
+    ("actalign.flows.pipeline", "write_run", "run record", None),
+    ("actalign.flows.pipeline", "write_videos", "videos table", None),
+    ("actalign.flows.pipeline", "plan_run", "freshness plan", None),
+    ("actalign.tasks.freshness", "Plan.write", "freshness plan: write", None),
+    ("actalign.flows.pipeline", "write_status", "status rows (flow)", None),
+    ("actalign.tasks.scripts", "write_scripts", "scripts", None),
+    ("actalign.tasks.texts", "encode_texts", "texts", None),
+    ("actalign.tasks.acquire", "acquire_videos", "acquire", None),
+    ("actalign.tasks.score", "score_videos", "score", None),
+    ("actalign.flows.pipeline", "refresh_views", "views (DuckDB)", None),
+    ("actalign.tasks.report", "build_report", "report: queries and tables", None),
+    ("actalign.tasks.report", "write_files", "report: report.md", None),
+    ("actalign.tasks.report", "publish_artifacts", "report: Prefect artifacts", None),
     # nested
-    ("tasks.acquire", "file_fingerprint", "file fingerprint (hash the video)", "acquire"),
-    ("tasks.acquire", "check", "integrity check (Parquet footer)", "acquire"),
-    ("tasks.freshness", "inspect", "integrity check (Parquet footer)", "freshness plan"),
-    ("tasks.freshness", "_cached_pairs", "read pair-score cache", "freshness plan"),
-    ("tasks.acquire", "write_frame_embeddings", "write frame embeddings", "acquire"),
-    ("tasks.score", "check", "integrity check (Parquet footer)", "score"),
-    ("tasks.score", "read_pair_scores", "read pair-score cache", "score"),
-    ("tasks.score", "read_frame_embeddings", "read frame embeddings", "score"),
-    ("tasks.score", "class_texts", "read text embeddings", "score"),
-    ("tasks.score", "write_pair_scores", "write pair-score cache", "score"),
-    ("tasks.score", "write_atomic", "write score rows", "score"),
-    ("tasks.scripts", "write_status", "status rows", "scripts"),
-    ("tasks.texts", "write_status", "status rows", "texts"),
-    ("tasks.acquire", "write_status", "status rows", "acquire"),
-    ("tasks.score", "write_status", "status rows", "score"),
+    ("actalign.tasks.acquire", "file_fingerprint", "file fingerprint (hash the video)", "acquire"),
+    ("actalign.tasks.acquire", "check", "integrity check (Parquet footer)", "acquire"),
+    ("actalign.tasks.freshness", "inspect", "integrity check (Parquet footer)", "freshness plan"),
+    ("actalign.tasks.freshness", "_cached_pairs", "read pair-score cache", "freshness plan"),
+    ("actalign.tasks.acquire", "write_frame_embeddings", "write frame embeddings", "acquire"),
+    ("actalign.tasks.score", "check", "integrity check (Parquet footer)", "score"),
+    ("actalign.tasks.score", "read_pair_scores", "read pair-score cache", "score"),
+    ("actalign.tasks.score", "read_frame_embeddings", "read frame embeddings", "score"),
+    ("actalign.tasks.score", "class_texts", "read text embeddings", "score"),
+    ("actalign.tasks.score", "write_pair_scores", "write pair-score cache", "score"),
+    ("actalign.tasks.score", "write_atomic", "write score rows", "score"),
+    ("actalign.tasks.scripts", "write_status", "status rows", "scripts"),
+    ("actalign.tasks.texts", "write_status", "status rows", "texts"),
+    ("actalign.tasks.acquire", "write_status", "status rows", "acquire"),
+    ("actalign.tasks.score", "write_status", "status rows", "score"),
 ]
 # Spans that contain work and Prefect's own steps: (module, attribute, label); not part of the work union.
 MARKERS = [
-    ("flows.pipeline", "_run_stages", "flow body: stages"),
-    ("flows.pipeline", "write_report_task", "report task, as the flow calls it"),
+    ("actalign.flows.pipeline", "_run_stages", "flow body: stages"),
+    ("actalign.flows.pipeline", "write_report_task", "report task, as the flow calls it"),
 ]
 REST = {
     "acquire": "decode + encode stream, keys",
@@ -122,7 +122,7 @@ REST = {
     "texts": "encoding, text cache",
     "freshness plan": "keys, previous plan",
 }
-SCORING = ("scoring (score_many)", "score")  # scorers built by tasks.score.make_scorer are wrapped
+SCORING = ("scoring (score_many)", "score")  # scorers built by actalign.tasks.score.make_scorer are wrapped
 
 
 # --- environment and inputs -------------------------------------------------------------
@@ -290,13 +290,13 @@ class StageTimers:
             original = getattr(module, attribute)
             self._patches.append((module, attribute, original))
             setattr(module, attribute, self.marker(label, original))
-        score = importlib.import_module("tasks.score")
+        score = importlib.import_module("actalign.tasks.score")
         if hasattr(score, "make_scorer"):
             make_scorer = score.make_scorer
             self._patches.append((score, "make_scorer", make_scorer))
             score.make_scorer = lambda *a, **k: _TimedScorer(make_scorer(*a, **k), self)
         else:
-            self.missing.append("tasks.score.make_scorer")
+            self.missing.append("actalign.tasks.score.make_scorer")
 
     def restore(self) -> None:
         for owner, name, original in reversed(self._patches):
@@ -374,8 +374,8 @@ def plain_loop(config: Any, batching: str = "shard") -> dict[str, Any]:
 
     from actalign.frames import iter_sampled_frames
     from actalign.scorers import Calibration, ClassTexts, make_scorer
-    from tasks.plan import encoder_for, read_inputs
-    from tasks.texts import texts_to_encode
+    from actalign.tasks.plan import encoder_for, read_inputs
+    from actalign.tasks.texts import texts_to_encode
 
     seconds: dict[str, float] = defaultdict(float)
     started = time.perf_counter()
@@ -443,7 +443,7 @@ def flow_run(config: Any, timers: StageTimers) -> dict[str, Any]:
     from dataclasses import asdict
 
     from actalign.frames import DECODE_STATS
-    from flows.pipeline import run_pipeline
+    from actalign.flows.pipeline import run_pipeline
 
     DECODE_STATS.reset()
     timers.take()
@@ -461,8 +461,8 @@ def flow_run(config: Any, timers: StageTimers) -> dict[str, Any]:
 
 
 def status_seconds(config: Any, run_id: str) -> list[dict[str, Any]]:
-    from queries.runner import run_sql
-    from storage.workdir import Workdir
+    from actalign.queries.runner import run_sql
+    from actalign.storage.workdir import Workdir
 
     sql = "SELECT stage, state, count(*) AS items, sum(seconds) AS seconds FROM status WHERE run_id = ? GROUP BY ALL ORDER BY ALL"
     return run_sql(Workdir.open(config.workdir), sql, [run_id]).records()
@@ -569,9 +569,9 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     from actalign.config import DEFAULT_SHARD_SIZE, RunConfig
     from actalign.models import UNTRAINED_BANNER
     from actalign.scorers import DEFAULT_SCORERS
-    from cli.environment import quiet_libraries
-    from flows.pipeline import run_pipeline  # noqa: F401 - imports belong to the fixed costs
-    from tasks.plan import encoder_for
+    from actalign.cli.environment import quiet_libraries
+    from actalign.flows.pipeline import run_pipeline  # noqa: F401 - imports belong to the fixed costs
+    from actalign.tasks.plan import encoder_for
 
     quiet_libraries()
     fixed["imports"] = time.perf_counter() - started

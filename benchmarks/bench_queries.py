@@ -26,12 +26,12 @@ import numpy as np
 import pyarrow as pa
 
 from actalign.config import DEFAULT_SHARD_SIZE
-from queries import tables
-from queries.runner import Session, refresh_views, run_sql, session
-from storage import schemas
-from storage.parquet import write_atomic
-from storage.records import RunRecord, write_run
-from storage.workdir import Workdir
+from actalign.queries import tables
+from actalign.queries.runner import Session, refresh_views, run_sql, session
+from actalign.storage import schemas
+from actalign.storage.parquet import write_atomic
+from actalign.storage.records import RunRecord, write_run
+from actalign.storage.workdir import Workdir
 
 RUN = "20260101-000000-bench0"
 SCORERS = ("mean-pool", "actalign")
@@ -131,7 +131,7 @@ def main() -> None:
         print(f"accuracy: {check}")
 
         def report() -> None:
-            from tasks.report import build_report, write_files
+            from actalign.tasks.report import build_report, write_files
 
             write_files(build_report(workdir, RUN, worst=0, out_dir=root / "report"), ("md", "html", "json"))
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 from actalign.demo_data import DEMO_SETS, make_demo_dataset
 from actalign.errors import ModelNotFoundError
 from actalign.models import built_here, hub_reachable, load_encoder
-from cli.display import console
+from actalign.cli.display import console
 
 OFFLINE_MODEL = "toy-shapes"
 

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from queries.runner import Result
+from actalign.queries.runner import Result
 
 console = Console()
 errors = Console(stderr=True)

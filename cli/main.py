@@ -19,9 +19,9 @@ from actalign.frames import DEFAULT_FPS
 from actalign.llm import LLMSettings
 from actalign.models import DEFAULT_MODEL, REGISTRY
 from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES
-from cli.display import console, print_error, print_model_banner, print_result
-from cli.environment import prepare_prefect, quiet_libraries
-from cli.prompt import prompt_app
+from actalign.cli.display import console, print_error, print_model_banner, print_result
+from actalign.cli.environment import prepare_prefect, quiet_libraries
+from actalign.cli.prompt import prompt_app
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(prompt_app, name="prompt")
@@ -144,7 +144,7 @@ def config_command(config: RunConfig) -> None:
 @_with_run_options
 def status(config: RunConfig) -> None:
     """Without running: per stage, what is fresh in the store, what a run with these options would recompute, and why."""
-    from cli.status import show_status
+    from actalign.cli.status import show_status
 
     raise typer.Exit(show_status(config))
 
@@ -156,7 +156,7 @@ def gc(
 ) -> None:
     """Delete store entries no run references (outputs of settings no run uses), leftovers of killed writes,
     and quarantined corrupt files. Runs, downloaded media and the text cache are kept."""
-    from cli.status import collect_garbage
+    from actalign.cli.status import collect_garbage
 
     raise typer.Exit(collect_garbage(workdir, dry_run))
 
@@ -170,7 +170,7 @@ def demo(
     verbose: VerboseOption = False,
 ) -> None:
     """Generate a small labelled set of shape animations whose classes differ only in event order, and run the pipeline."""
-    from cli.demo import prepare_demo
+    from actalign.cli.demo import prepare_demo
 
     quiet_libraries()
     manifest, classes_file, chosen = prepare_demo(workdir, model, videos_per_class, demo_set.value)
@@ -188,8 +188,8 @@ def explain(
     workdir: WorkdirOption = DEFAULT_WORKDIR,
 ) -> None:
     """Draw, per candidate, the step x frame affinities and the alignment path of one video (PNG)."""
-    from storage.workdir import Workdir
-    from tasks.explain import explain_video
+    from actalign.storage.workdir import Workdir
+    from actalign.tasks.explain import explain_video
 
     try:
         paths = explain_video(Workdir.open(workdir), video, run_id, scorer, out)
@@ -215,9 +215,9 @@ def scripts(
 ) -> None:
     """Plan the LLM script requests of a run: how many, how many tokens, what they would cost (scripts already stored are free)."""
     from actalign.llm import plan_requests
-    from storage.workdir import Workdir
-    from tasks.plan import read_inputs
-    from tasks.scripts import llm_groups, llm_settings
+    from actalign.storage.workdir import Workdir
+    from actalign.tasks.plan import read_inputs
+    from actalign.tasks.scripts import llm_groups, llm_settings
 
     if not dry_run:
         print_error("only --dry-run is available here; `actalign run --provider openai` generates the scripts it needs")
@@ -244,8 +244,8 @@ def sql(
     """Run SQL against the workdir's DuckDB views (the same views any DuckDB client sees in actalign.duckdb)."""
     import duckdb
 
-    from queries.runner import run_sql
-    from storage.workdir import Workdir
+    from actalign.queries.runner import run_sql
+    from actalign.storage.workdir import Workdir
 
     try:
         print_result(run_sql(Workdir.open(workdir), query))
@@ -270,8 +270,8 @@ def report(
 ) -> None:
     """Write a run's report: accuracy with bootstrap intervals beside the random baseline, videos left out and why,
     per-domain accuracy, a comparison of runs, where scorers disagree, margins and alignment heatmaps."""
-    from storage.workdir import Workdir
-    from tasks.report import FORMATS, write_report
+    from actalign.storage.workdir import Workdir
+    from actalign.tasks.report import FORMATS, write_report
 
     formats = report_format or ["md"]
     unknown = [f for f in formats if f not in FORMATS]
@@ -304,14 +304,14 @@ def _config(settings: dict) -> RunConfig:
 
 def _run(config: RunConfig, verbose: bool) -> int:
     """Validate everything before Prefect starts, run the flow, print the results; the exit code."""
-    from cli.preflight import preflight
+    from actalign.cli.preflight import preflight
 
     if preflight(config) is None:
         return 2
     prepare_prefect(config.workdir, verbose)
-    from flows.pipeline import run_pipeline
-    from queries import tables
-    from storage.workdir import Workdir
+    from actalign.flows.pipeline import run_pipeline
+    from actalign.queries import tables
+    from actalign.storage.workdir import Workdir
 
     try:
         summary = run_pipeline(config)

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 from actalign.config import RunConfig
 from actalign.errors import InputError
-from cli.display import console, print_error, print_model_banner
-from cli.environment import quiet_libraries
+from actalign.cli.display import console, print_error, print_model_banner
+from actalign.cli.environment import quiet_libraries
 
 if TYPE_CHECKING:
     from actalign.models import Encoder
-    from tasks.plan import Inputs
+    from actalign.tasks.plan import Inputs
 
 
 def preflight(config: RunConfig, credentials: bool = True) -> tuple[Inputs, Encoder] | None:
@@ -19,7 +19,7 @@ def preflight(config: RunConfig, credentials: bool = True) -> tuple[Inputs, Enco
 
     ``credentials``: also check the script provider's API key (a run needs it, a status does not).
     """
-    from tasks.plan import encoder_for, load_inputs, read_inputs
+    from actalign.tasks.plan import encoder_for, load_inputs, read_inputs
 
     quiet_libraries()
     try:

@@ -17,8 +17,8 @@ import typer
 
 from actalign.errors import InputError
 from actalign.llm.prompts import PromptTemplate, load_template
-from cli.display import console, print_error
-from cli.environment import PREFECT_DEFAULTS
+from actalign.cli.display import console, print_error
+from actalign.cli.environment import PREFECT_DEFAULTS
 
 PUBLISHED_EVENT = "actalign.prompt.published"
 RESOURCE_PREFIX = "actalign.prompt."

@@ -7,8 +7,8 @@ from pathlib import Path
 from rich.table import Table
 
 from actalign.config import RunConfig
-from cli.display import console, print_error
-from cli.preflight import preflight
+from actalign.cli.display import console, print_error
+from actalign.cli.preflight import preflight
 
 WHAT = {  # stage -> what one item is, and what computing it means
     "acquire": ("videos", "decode and encode"),
@@ -20,10 +20,10 @@ WHAT = {  # stage -> what one item is, and what computing it means
 
 def show_status(config: RunConfig) -> int:
     """Plan the run without running it, store the plan (views freshness, latest_freshness) and print it."""
-    from queries.runner import refresh_views
-    from storage.records import mark_interrupted
-    from storage.workdir import Workdir
-    from tasks.freshness import ERROR, STALE, STAGES, plan_run
+    from actalign.queries.runner import refresh_views
+    from actalign.storage.records import mark_interrupted
+    from actalign.storage.workdir import Workdir
+    from actalign.tasks.freshness import ERROR, STALE, STAGES, plan_run
 
     checked = preflight(config, credentials=False)
     if checked is None:
@@ -58,9 +58,9 @@ def show_status(config: RunConfig) -> int:
 
 
 def collect_garbage(root: Path, dry_run: bool) -> int:
-    from storage.gc import collect, find_garbage
-    from storage.records import mark_interrupted
-    from storage.workdir import Workdir
+    from actalign.storage.gc import collect, find_garbage
+    from actalign.storage.records import mark_interrupted
+    from actalign.storage.workdir import Workdir
 
     if not root.exists():
         print_error(f"workdir {root} does not exist")

@@ -14,7 +14,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from actalign.config import RunConfig
-from flows.pipeline import run_pipeline
+from actalign.flows.pipeline import run_pipeline
 
 
 @flow(name="actalign")

@@ -19,20 +19,20 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from actalign.config import RunConfig
 from actalign.scorers import Calibration
-from flows.placement import encoding_placement
-from flows.progress import wait_with_progress
-from queries.runner import refresh_views
-from storage.records import RunRecord, StatusRow, mark_interrupted, now, write_run, write_status, write_videos
-from storage.workdir import Workdir
-from tasks.acquire import STAGE as ACQUIRE_STAGE
-from tasks.acquire import AcquireResult, acquire_shard
-from tasks.freshness import describe_plan, plan_run
-from tasks.plan import Inputs, encoder_for, load_inputs, new_run_id, shards
-from tasks.report import write_report_task
-from tasks.score import STAGE as SCORE_STAGE
-from tasks.score import ScoreResult, score_shard
-from tasks.scripts import ScriptAssignment, assign_scripts, write_scripts_task
-from tasks.texts import TextsResult, encode_texts_task
+from actalign.flows.placement import encoding_placement
+from actalign.flows.progress import wait_with_progress
+from actalign.queries.runner import refresh_views
+from actalign.storage.records import RunRecord, StatusRow, mark_interrupted, now, write_run, write_status, write_videos
+from actalign.storage.workdir import Workdir
+from actalign.tasks.acquire import STAGE as ACQUIRE_STAGE
+from actalign.tasks.acquire import AcquireResult, acquire_shard
+from actalign.tasks.freshness import describe_plan, plan_run
+from actalign.tasks.plan import Inputs, encoder_for, load_inputs, new_run_id, shards
+from actalign.tasks.report import write_report_task
+from actalign.tasks.score import STAGE as SCORE_STAGE
+from actalign.tasks.score import ScoreResult, score_shard
+from actalign.tasks.scripts import ScriptAssignment, assign_scripts, write_scripts_task
+from actalign.tasks.texts import TextsResult, encode_texts_task
 
 
 @dataclass(frozen=True)

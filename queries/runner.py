@@ -24,7 +24,7 @@ from typing import Any
 
 import duckdb
 
-from storage.workdir import Workdir
+from actalign.storage.workdir import Workdir
 
 SQL_DIR = Path(__file__).parent
 NAMED_DIR = SQL_DIR / "named"

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from queries import stats
-from queries.runner import Result, Session, session
-from storage.workdir import Workdir
+from actalign.queries import stats
+from actalign.queries.runner import Result, Session, session
+from actalign.storage.workdir import Workdir
 
 Source = Workdir | Session
 

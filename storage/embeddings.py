@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from storage import schemas
-from storage.parquet import read, write_atomic
+from actalign.storage import schemas
+from actalign.storage.parquet import read, write_atomic
 
 
 def to_list_array(embeddings: np.ndarray) -> pa.Array:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.records import maybe_running, read_run_row
-from storage.workdir import SCHEMA, Workdir
+from actalign.storage.records import maybe_running, read_run_row
+from actalign.storage.workdir import SCHEMA, Workdir
 
 TEMP_GLOB = ".*.tmp"  # storage.parquet.write_atomic's temporary names
 

@@ -15,8 +15,8 @@ import os
 from enum import Enum
 from pathlib import Path
 
-from storage.records import now
-from storage.workdir import Workdir
+from actalign.storage.records import now
+from actalign.storage.workdir import Workdir
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage import schemas
-from storage.parquet import write_atomic
-from storage.workdir import Workdir
+from actalign.storage import schemas
+from actalign.storage.parquet import write_atomic
+from actalign.storage.workdir import Workdir
 
 
 def now() -> datetime:

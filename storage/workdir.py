@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage import schemas
-from storage.parquet import write_atomic
+from actalign.storage import schemas
+from actalign.storage.parquet import write_atomic
 
 # Zero-row files (and a run folder of them) named so, so the views answer on an empty workdir.
 SCHEMA = "_schema"

@@ -33,11 +33,11 @@ from actalign.frames import SampledFrameIterator, iter_sampled_frames
 from actalign.keys import file_fingerprint, stage_key
 from actalign.manifest import VideoSpec
 from actalign.models import Encoder
-from storage.embeddings import write_frame_embeddings
-from storage.integrity import CORRUPT_NOTE, Stored, check
-from storage.records import StatusRow, write_status
-from storage.workdir import Workdir
-from tasks.plan import encoder_for
+from actalign.storage.embeddings import write_frame_embeddings
+from actalign.storage.integrity import CORRUPT_NOTE, Stored, check
+from actalign.storage.records import StatusRow, write_status
+from actalign.storage.workdir import Workdir
+from actalign.tasks.plan import encoder_for
 
 STAGE = "acquire"
 VERSION = 2  # bump when fetching, decoding, sampling, obfuscation or embedding logic changes (streaming: same frames, same numbers)

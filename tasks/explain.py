@@ -16,9 +16,9 @@ from actalign.caveats import model_label
 from actalign.errors import InputError
 from actalign.plots import plot_alignment
 from actalign.scorers import ALIGNMENT_MODES
-from queries.runner import run_sql
-from storage.embeddings import read_frame_embeddings, read_frame_times, read_step_texts, read_text_embeddings
-from storage.workdir import Workdir
+from actalign.queries.runner import run_sql
+from actalign.storage.embeddings import read_frame_embeddings, read_frame_times, read_step_texts, read_text_embeddings
+from actalign.storage.workdir import Workdir
 
 
 @dataclass(frozen=True)

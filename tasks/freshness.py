@@ -27,14 +27,14 @@ import pyarrow.parquet as pq
 from actalign.config import RunConfig
 from actalign.models import Encoder
 from actalign.scorers import Calibration, scorer_settings
-from storage import schemas
-from storage.integrity import Stored, inspect
-from storage.parquet import read, write_atomic
-from storage.records import now
-from storage.workdir import SCHEMA, Workdir
-from tasks import acquire, score, scripts, texts
-from tasks.plan import Inputs
-from tasks.scripts import ScriptAssignment, assign_scripts
+from actalign.storage import schemas
+from actalign.storage.integrity import Stored, inspect
+from actalign.storage.parquet import read, write_atomic
+from actalign.storage.records import now
+from actalign.storage.workdir import SCHEMA, Workdir
+from actalign.tasks import acquire, score, scripts, texts
+from actalign.tasks.plan import Inputs
+from actalign.tasks.scripts import ScriptAssignment, assign_scripts
 
 FRESH, STALE, ERROR = "fresh", "stale", "error"
 STAGES = (acquire.STAGE, scripts.STAGE, texts.STAGE, score.STAGE)

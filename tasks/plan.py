@@ -17,7 +17,7 @@ from actalign.errors import InputError
 from actalign.manifest import VideoSpec, load_manifest
 from actalign.models import Encoder, load_encoder
 from actalign.scripts import make_provider, validate_texts
-from storage.records import now
+from actalign.storage.records import now
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,9 @@ from prefect.cache_policies import NO_CACHE
 from actalign.caveats import banner, model_label
 from actalign.errors import InputError
 from actalign.scorers import ALIGNMENT_MODES
-from queries import stats, tables
-from queries.runner import Result, Session, session
-from storage.workdir import Workdir
+from actalign.queries import stats, tables
+from actalign.queries.runner import Result, Session, session
+from actalign.storage.workdir import Workdir
 
 FORMATS = ("md", "html", "json")
 DEFAULT_WORST = 3  # heatmaps of this many worst errors by margin
@@ -511,7 +511,7 @@ def plot_margins(margins: dict[str, np.ndarray], out: Path) -> Path:
 
 
 def _draw_heatmaps(workdir: Workdir, run_id: str, scorer: str, videos: list[str], out_dir: Path) -> list[Heatmaps]:
-    from tasks.explain import (
+    from actalign.tasks.explain import (
         explain_video,  # the heatmaps of `actalign explain`, reused
     )
 

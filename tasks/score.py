@@ -19,12 +19,12 @@ from actalign.config import RunConfig
 from actalign.manifest import VideoSpec
 from actalign.keys import stage_key
 from actalign.scorers import Calibration, ClassTexts, make_scorer, scorer_settings
-from storage import schemas
-from storage.embeddings import read_frame_embeddings, read_pair_scores, read_text_embeddings, write_pair_scores
-from storage.integrity import Stored, check
-from storage.parquet import write_atomic
-from storage.records import StatusRow, write_status
-from storage.workdir import Workdir
+from actalign.storage import schemas
+from actalign.storage.embeddings import read_frame_embeddings, read_pair_scores, read_text_embeddings, write_pair_scores
+from actalign.storage.integrity import Stored, check
+from actalign.storage.parquet import write_atomic
+from actalign.storage.records import StatusRow, write_status
+from actalign.storage.workdir import Workdir
 
 STAGE = "score"
 VERSION = 1  # bump when any scorer's logic changes

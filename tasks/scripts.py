@@ -27,11 +27,11 @@ from actalign.keys import stage_key
 from actalign.llm import GeneratedScript, LLMSettings, ScriptGenerationError, ScriptRequest
 from actalign.manifest import VideoSpec
 from actalign.scripts import make_provider
-from storage import schemas
-from storage.integrity import Stored, check
-from storage.parquet import write_atomic
-from storage.records import StatusRow, write_status
-from storage.workdir import Workdir
+from actalign.storage import schemas
+from actalign.storage.integrity import Stored, check
+from actalign.storage.parquet import write_atomic
+from actalign.storage.records import StatusRow, write_status
+from actalign.storage.workdir import Workdir
 
 STAGE, VERSION = "scripts", 3
 

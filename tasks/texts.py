@@ -22,12 +22,12 @@ from actalign.config import RunConfig, render_text
 from actalign.keys import stage_key
 from actalign.models import Encoder
 from actalign.text_cache import embed_texts_cached
-from storage.embeddings import read_script_steps, write_text_embeddings
-from storage.integrity import CORRUPT_NOTE, Stored, check
-from storage.records import StatusRow, write_status
-from storage.workdir import Workdir
-from tasks.plan import encoder_for
-from tasks.scripts import ScriptsResult
+from actalign.storage.embeddings import read_script_steps, write_text_embeddings
+from actalign.storage.integrity import CORRUPT_NOTE, Stored, check
+from actalign.storage.records import StatusRow, write_status
+from actalign.storage.workdir import Workdir
+from actalign.tasks.plan import encoder_for
+from actalign.tasks.scripts import ScriptsResult
 
 STAGE, VERSION = "step_embeddings", 1
 

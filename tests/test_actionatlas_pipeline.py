@@ -15,7 +15,7 @@ import yaml
 from http_fixtures import Behaviour, LoopbackServer
 
 from actalign.config import RunConfig
-from flows.pipeline import run_pipeline
+from actalign.flows.pipeline import run_pipeline
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

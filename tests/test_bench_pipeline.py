@@ -39,6 +39,6 @@ def test_bench_pipeline_small(tmp_path, capsys):
     assert runs["cold"]["stages"]["acquire"]["calls"] == runs["cold"]["stages"]["score"]["calls"] == 3  # one per shard
     assert "report: queries and tables" in runs["rerun"]["stages"]
 
-    import tasks.acquire
+    import actalign.tasks.acquire
 
-    assert not hasattr(tasks.acquire.acquire_videos, "__wrapped__")  # the timers are removed afterwards
+    assert not hasattr(actalign.tasks.acquire.acquire_videos, "__wrapped__")  # the timers are removed afterwards

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from actalign.cli.main import app
 
 runner = CliRunner()
 
@@ -143,8 +143,8 @@ def test_status_and_gc_refuse_bad_input_with_exit_code_2(tmp_path):
 
 
 def test_demo_fallback_prints_a_hostile_model_name_as_text_not_markup():
-    from cli.demo import _loadable_model
-    from cli.display import console
+    from actalign.cli.demo import _loadable_model
+    from actalign.cli.display import console
 
     with console.capture() as captured:
         chosen = _loadable_model("[bold]no/such[/]")

@@ -21,14 +21,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 from pydantic import ValidationError
 
-import flows.pipeline
+import actalign.flows.pipeline
 from actalign.config import DownloadSettings, RunConfig
 from actalign.manifest import VideoSpec
 from actalign.scorers import Calibration
-from flows.pipeline import run_pipeline, shard_outcome, task_runner
-from flows.placement import encoding_placement
-from storage.workdir import Workdir
-from tasks.plan import TORCH_THREADS_ENV, torch_threads
+from actalign.flows.pipeline import run_pipeline, shard_outcome, task_runner
+from actalign.flows.placement import encoding_placement
+from actalign.storage.workdir import Workdir
+from actalign.tasks.plan import TORCH_THREADS_ENV, torch_threads
 from test_pipeline import config_for, query
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -40,9 +40,9 @@ def _warm_up() -> None:
     """Run in each worker: the imports and the numba compile a long-lived worker pays once (about 10 s here)."""
     import numpy as np
 
-    import tasks.acquire
-    import tasks.score
-    import tasks.texts  # noqa: F401
+    import actalign.tasks.acquire
+    import actalign.tasks.score
+    import actalign.tasks.texts  # noqa: F401
     from actalign.align import align_many
 
     align_many([np.full((2, 3), 0.5, np.float32)])
@@ -94,7 +94,7 @@ def test_dask_cluster_gives_the_local_scores(cluster, demo_dataset, tmp_path, mo
     local_cluster, client = cluster
     manifest, classes = demo_dataset
     placements: list[str] = []  # every use of the placement helper by the flow: the run's device
-    monkeypatch.setattr(flows.pipeline, "encoding_placement", lambda config: placements.append(config.device) or encoding_placement(config))
+    monkeypatch.setattr(actalign.flows.pipeline, "encoding_placement", lambda config: placements.append(config.device) or encoding_placement(config))
 
     local = run_pipeline(config_for(manifest, classes, tmp_path / "local"))  # while the workers warm up
     # The workers were spawned from this process: they see the offline hub, the model cache and Prefect's home.

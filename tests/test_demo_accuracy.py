@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from actalign.caveats import TOY_BANNER, UNTRAINED_BANNER
 from actalign.demo_data import write_video
-from cli.main import app
+from actalign.cli.main import app
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "toy_shapes")
 

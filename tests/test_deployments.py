@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 import actalign
 from actalign.config import RunConfig
 from actalign.llm.prompts import load_template
-from cli.main import app
-from cli.prompt import PUBLISHED_EVENT
+from actalign.cli.main import app
+from actalign.cli.prompt import PUBLISHED_EVENT
 from llm_server import LLMServer, good
 from prefect_server import BIN, background, prefect_server, tail
 

@@ -28,9 +28,9 @@ from actalign.frames import DECODE_STATS, iter_sampled_frames, sample_frames
 from actalign.manifest import VideoSpec
 from actalign.models import Encoder, clear_encoder_cache, load_encoder
 from actalign.text_cache import TextEmbeddingCache, clear_text_caches, embed_texts_cached
-from storage.embeddings import read_frame_embeddings, read_frame_times
-from storage.workdir import Workdir
-from tasks.acquire import STAGE, acquire_videos
+from actalign.storage.embeddings import read_frame_embeddings, read_frame_times
+from actalign.storage.workdir import Workdir
+from actalign.tasks.acquire import STAGE, acquire_videos
 
 CLIPS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 NO_CLIPS = f"real clips not found at {CLIPS_DIR} (a fresh clone has no ../shared/clips)"

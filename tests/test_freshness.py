@@ -17,10 +17,10 @@ import pytest
 
 from actalign.config import RunConfig
 from actalign.tiny_model import tiny_random_path
-from flows.pipeline import RunSummary, run_pipeline
-from storage.workdir import Workdir
-from tasks.freshness import STALE, plan_run
-from tasks.plan import encoder_for, read_inputs
+from actalign.flows.pipeline import RunSummary, run_pipeline
+from actalign.storage.workdir import Workdir
+from actalign.tasks.freshness import STALE, plan_run
+from actalign.tasks.plan import encoder_for, read_inputs
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -164,14 +164,14 @@ def test_status_plans_without_running(inputs, tmp_path, monkeypatch):
     assert summary.state == "completed" and all(item.state != STALE for item in after.items)
 
     # A stage version bumped in the code (its logic changed): that stage's items are stale, and say why.
-    import tasks.score
+    import actalign.tasks.score
 
-    monkeypatch.setattr(tasks.score, "VERSION", tasks.score.VERSION + 1)
+    monkeypatch.setattr(actalign.tasks.score, "VERSION", actalign.tasks.score.VERSION + 1)
     bumped = plan_run(store, config, read_inputs(config), encoder_for(config))
     assert {stage: len(bumped.stale(stage)) for stage in ("acquire", "scripts", "step_embeddings", "score")} == {
         "acquire": 0, "scripts": 0, "step_embeddings": 0, "score": VIDEOS * CLASSES * 2,
     }
-    assert bumped.reasons("score") == {f"version {tasks.score.VERSION - 1} -> {tasks.score.VERSION}": VIDEOS * CLASSES * 2}
+    assert bumped.reasons("score") == {f"version {actalign.tasks.score.VERSION - 1} -> {actalign.tasks.score.VERSION}": VIDEOS * CLASSES * 2}
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import actalign
 
 from actalign.config import RunConfig
 from actalign.llm import LLMSettings
-from flows.pipeline import run_pipeline
+from actalign.flows.pipeline import run_pipeline
 from llm_server import LLMServer, Reply, answer, candidates_of, good, steps_for
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

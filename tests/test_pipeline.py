@@ -16,8 +16,8 @@ import pytest
 from actalign.config import RunConfig
 from actalign.frames import DECODE_STATS
 from actalign.scorers import SCORER_NAMES
-from flows.pipeline import RunSummary, run_pipeline
-from storage.workdir import Workdir
+from actalign.flows.pipeline import RunSummary, run_pipeline
+from actalign.storage.workdir import Workdir
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -146,7 +146,7 @@ def test_views_open_from_any_client_and_any_directory(first_run, tmp_path, monke
 
 
 def test_views_answer_on_an_empty_workdir(tmp_path):
-    from queries.runner import run_sql
+    from actalign.queries.runner import run_sql
 
     workdir = Workdir.open(tmp_path / "empty")
     for view in ("videos", "frame_embeddings", "scripts", "step_embeddings", "scores", "predictions", "accuracy", "accuracy_by_domain", "status", "runs"):
@@ -157,7 +157,7 @@ def test_explain_draws_every_candidate(first_run, tmp_path):
     from PIL import Image
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from actalign.cli.main import app
 
     _, summary = first_run
     result = CliRunner().invoke(app, ["explain", "--video", "demo-002", "--workdir", summary.workdir, "--out", str(tmp_path)])

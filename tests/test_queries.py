@@ -16,12 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from queries import stats, tables
-from queries.runner import NAMED_DIR, SQL_DIR, load_named_query, named_queries, named_query, run_sql
-from storage import schemas
-from storage.parquet import write_atomic
-from storage.records import RunRecord, StatusRow, write_run, write_status
-from storage.workdir import Workdir
+from actalign.queries import stats, tables
+from actalign.queries.runner import NAMED_DIR, SQL_DIR, load_named_query, named_queries, named_query, run_sql
+from actalign.storage import schemas
+from actalign.storage.parquet import write_atomic
+from actalign.storage.records import RunRecord, StatusRow, write_run, write_status
+from actalign.storage.workdir import Workdir
 
 RUN_A, RUN_B = "20260101-000000-aaaaaa", "20260102-000000-bbbbbb"
 DOMAINS = ["diving", "fencing", "judo", None]

@@ -1,7 +1,7 @@
 """Crash recovery (issue 7): SIGKILL the whole pipeline process at moments spread across its stages,
 run it again, and check that the final tables equal those of an uninterrupted run.
 
-The pipeline runs as a real separate process (`python -m cli.main run`, i.e. `actalign run`), in its own
+The pipeline runs as a real separate process (`python -m actalign.cli.main run`, i.e. `actalign run`), in its own
 session so that the kill reaches every process it may have started. One `prefect server start` serves
 every run of the module, so no run pays the temporary server's start. The reference (uninterrupted)
 run goes in its own workdir, beside the crash attempts.
@@ -55,8 +55,8 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _command(manifest: Path, classes: Path, workdir: Path) -> list[str]:
-    # `python -m cli.main` from the repository root runs this checkout's code (as `.venv/bin/actalign` does here).
-    return [sys.executable, "-m", "cli.main", "run", "--videos", str(manifest), "--classes", str(classes), "--model", "tiny-random",
+    # `python -m actalign.cli.main` from the repository root runs this checkout's code (as `.venv/bin/actalign` does here).
+    return [sys.executable, "-m", "actalign.cli.main", "run", "--videos", str(manifest), "--classes", str(classes), "--model", "tiny-random",
             "--workdir", str(workdir), "--shard-size", str(SHARD_SIZE)]
 
 

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from actalign.config import RunConfig
 from actalign.models import UNTRAINED_BANNER
-from cli.main import app
-from tasks.report import MARKDOWN_ARTIFACT_KEY, TABLE_ARTIFACT_KEY, build_report, render_html, render_json, render_markdown, write_files
+from actalign.cli.main import app
+from actalign.tasks.report import MARKDOWN_ARTIFACT_KEY, TABLE_ARTIFACT_KEY, build_report, render_html, render_json, render_markdown, write_files
 from test_queries import RUN_A, RUN_B, generate, write_workdir
 
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
@@ -30,7 +30,7 @@ def invoke(*args) -> object:
 
 @pytest.fixture(scope="module")
 def pipeline_run(demo_dataset, tmp_path_factory, prefect_harness):
-    from flows.pipeline import run_pipeline
+    from actalign.flows.pipeline import run_pipeline
 
     manifest, classes = demo_dataset
     config = RunConfig(videos=manifest, classes=classes, workdir=tmp_path_factory.mktemp("report") / "work", model="tiny-random", shard_size=4)

@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from storage.embeddings import read_frame_embeddings, write_frame_embeddings
-from storage.parquet import write_atomic
+from actalign.storage.embeddings import read_frame_embeddings, write_frame_embeddings
+from actalign.storage.parquet import write_atomic
 
 
 def test_interrupted_writer_leaves_no_parquet(tmp_path, monkeypatch):

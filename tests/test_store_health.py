@@ -14,11 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from actalign.config import RunConfig
-from cli.main import app
-from flows.pipeline import run_pipeline
-from storage.integrity import CORRUPT_NOTE
-from storage.records import RunRecord, mark_interrupted, now, write_run
-from storage.workdir import Workdir
+from actalign.cli.main import app
+from actalign.flows.pipeline import run_pipeline
+from actalign.storage.integrity import CORRUPT_NOTE
+from actalign.storage.records import RunRecord, mark_interrupted, now, write_run
+from actalign.storage.workdir import Workdir
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
