@@ -49,7 +49,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from actalign.classes import ClassSpec, slugify
 from actalign.errors import InputError
 from actalign.manifest import VideoSpec, read_rows

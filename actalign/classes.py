@@ -28,7 +28,6 @@ import yaml
 
 from actalign.errors import InputError
 
-
 TEXT_KINDS = ("steps", "attributes", "subtexts")  # the ordered script, attribute keywords, storyboard sub-texts
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from actalign.download import DownloadOptions
 from actalign.frames import DEFAULT_FPS
 from actalign.llm import LLMSettings
-from actalign.models import DEFAULT_MODEL
+from actalign.registry import DEFAULT_MODEL
 from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES, texts_needed
 
 DEFAULT_WORKDIR = Path("actalign-data")
@@ -61,6 +61,7 @@ class RunConfig(BaseModel):
     benchmark: Literal["actionatlas"] | None = Field(None, description="read the videos and classes of a benchmark instead of a manifest")
     workdir: Path = Field(DEFAULT_WORKDIR, description="folder holding the stores, runs and the DuckDB file")
     model: str = Field(DEFAULT_MODEL, description="registry name, Hugging Face id or local folder")
+    revision: str | None = Field(None, min_length=1, description="branch, tag or commit of a Hugging Face hub model (part of the model's key)")
     device: str = Field("auto", description="auto, cpu or cuda")
     batch_size: int | None = Field(None, ge=1, description="images/texts per forward pass; default per device")
     bf16: bool = Field(False, description="bfloat16 autocast for the towers")
@@ -73,6 +74,7 @@ class RunConfig(BaseModel):
     name_template: str = Field("{action}", description="text encoded for a class name (mean-pool baseline)")
     attribute_prompt: str = Field("attributes", description="prompt template for attribute keywords (attribute-saliency)")
     subtext_prompt: str = Field("storyboard", description="prompt template for storyboard sub-texts (storyboard)")
+    limit: int | None = Field(None, ge=1, description="only the first N videos of the manifest (after filtering): a smoke test")
     shard_size: int = Field(DEFAULT_SHARD_SIZE, ge=1, description="videos per task")
     workers: int = Field(2, ge=1, description="tasks running at once in this process (local runner)")
     dask_address: str | None = Field(None, description="run the tasks on this existing Dask scheduler, e.g. tcp://host:8786")

@@ -91,9 +91,9 @@ of any log record or of any error message.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import importlib
-import fcntl
 import logging
 import os
 import re

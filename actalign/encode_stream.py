@@ -67,11 +67,12 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from actalign.models import Encoder, PendingFeatures
+if TYPE_CHECKING:
+    from actalign.models import Encoder, PendingFeatures
 
 __all__ = [
     "EncodedVideo",

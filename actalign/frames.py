@@ -37,11 +37,11 @@ import math
 import os
 import re
 import threading
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from collections.abc import Mapping, Sequence
 from typing import Iterator
 
 import av

@@ -8,106 +8,32 @@ keys and result rows need, so results of different checkpoints never mix.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import platform
-import re
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
-import huggingface_hub
 import numpy as np
 import torch
 
 # Top level on purpose: the first `AutoModel` import from several threads at once raises ImportError.
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, BaseImageProcessor, PreTrainedTokenizerBase
 
-from actalign.caveats import BANNERS, TOY_BANNER, UNTRAINED_BANNER, UNTRAINED_MARKER, banner
 from actalign.errors import InputError, ModelNotFoundError
-from actalign.tiny_model import BASE, random_model_path, tiny_random_path
-from actalign.toy_model import toy_shapes_path
+from actalign.registry import DEFAULT_MODEL, ModelIdentity, Target, hub_endpoint, hub_reachable, identity_of, local_folder, offline_env, resolve
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
-    "DEFAULT_MODEL",
     "PRECISIONS",
-    "REGISTRY",
-    "TOY_BANNER",
-    "UNTRAINED_BANNER",
     "Encoder",
-    "ModelSpec",
     "PendingFeatures",
-    "built_here",
     "choose_device",
     "choose_precision",
     "clear_encoder_cache",
     "default_batch_size",
-    "hub_reachable",
     "load_encoder",
-    "model_caveat",
-    "tiny_random_path",
 ]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A short name users can type instead of a hub id."""
-
-    name: str
-    source: str  # Hugging Face hub id, or "builtin:<name>" for a model built here
-    trained: bool
-    description: str
-
-
-# Models built here, by registry source: each call returns the folder, building it the first time.
-BUILTIN: dict[str, Callable[[], Path]] = {
-    "builtin:tiny-random": tiny_random_path,
-    "builtin:base-random": lambda: random_model_path(BASE),
-    "builtin:toy-shapes": toy_shapes_path,
-}
-
-REGISTRY: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        ModelSpec(
-            "siglip-so400m",
-            "google/siglip-so400m-patch14-384",
-            True,
-            "SigLIP SO400M at 384 px, the model of the ActAlign paper (best accuracy, slow on CPU).",
-        ),
-        ModelSpec(
-            "siglip-base",
-            "google/siglip-base-patch16-224",
-            True,
-            "SigLIP base at 224 px: about 4x faster, lower accuracy.",
-        ),
-        ModelSpec(
-            "toy-shapes",
-            "builtin:toy-shapes",
-            True,
-            "A small SigLIP trained here (2 to 3 minutes, once) on generated shapes: the offline demo's model; knows no real video.",
-        ),
-        ModelSpec(
-            "tiny-random",
-            "builtin:tiny-random",
-            False,
-            "A tiny untrained SigLIP built locally for offline smoke tests; its numbers are meaningless.",
-        ),
-        ModelSpec(
-            "base-random",
-            "builtin:base-random",
-            False,
-            "An untrained SigLIP of base size built locally, for speed measurements offline; numbers are meaningless.",
-        ),
-    )
-}
-DEFAULT_MODEL = "siglip-so400m"
 
 
 # Images per forward pass at 224 px: CPU gains nothing beyond ~32; a GPU wants large batches.
@@ -117,9 +43,6 @@ DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 128}
 PRECISIONS = ("float32", "bfloat16", "float16", "auto")
 _AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-_TRUE = {"1", "true", "yes", "on"}
 
 
 def choose_device(requested: str = "auto") -> str:
@@ -180,36 +103,6 @@ def default_batch_size(device: str, image_size: tuple[int, int] = (224, 224)) ->
     return int(max(16, min(base, 2 ** round(math.log2(scaled)))))
 
 
-def _offline_env() -> bool:
-    return any(os.environ.get(var, "").strip().lower() in _TRUE for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def _hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-
-
-def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """True if the hub answers within ``timeout_s``; never hangs (DNS included), never raises."""
-    if _offline_env():
-        return False
-    answered: list[bool] = []
-
-    def probe() -> None:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(_hub_endpoint(), method="HEAD"), timeout=timeout_s):
-                answered.append(True)
-        except urllib.error.HTTPError:
-            answered.append(True)  # an HTTP error status is still an answer
-        except (OSError, ValueError):
-            answered.append(False)
-
-    # A thread, because urlopen's timeout does not cover a hanging DNS lookup.
-    thread = threading.Thread(target=probe, daemon=True, name="actalign-hub-probe")
-    thread.start()
-    thread.join(timeout_s)
-    return bool(answered and answered[0])
-
-
 class PendingFeatures:
     """Image features being computed: ``result()`` waits (on cuda) and returns float32 (N, embed_dim).
 
@@ -244,45 +137,28 @@ class Encoder:
         tokenizer: PreTrainedTokenizerBase,
         image_processor: BaseImageProcessor,
         *,
-        model_ref: str,
-        model_id: str,
-        fingerprint: str,
-        trained: bool,
-        caveat: str | None = None,
+        identity: ModelIdentity,
         device: str,
-        bf16: bool = False,
         batch_size: int | None = None,
-        precision: str | None = None,
         compile: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.image_processor = image_processor
-        self.model_ref = model_ref
-        self.model_id = model_id
-        self.fingerprint = fingerprint
-        self.trained = trained
-        self.caveat = caveat  # the banner every run with this model shows, if any (UNTRAINED_BANNER, TOY_BANNER)
+        self.identity = identity  # what results are keyed by; dtype_name says what the towers compute in
         self.device = device
-        # Part of every cache key: results of different precisions never mix.
-        self.dtype_name = choose_precision(device, precision or ("bfloat16" if bf16 else "float32"))
         self.compiled = compile
 
         config = model.config
         self.embed_dim: int = config.vision_config.hidden_size
         if config.text_config.projection_size != self.embed_dim:
-            raise ModelNotFoundError(f"{model_ref!r}: image and text embeddings differ in size; not a SigLIP.")
-        size = image_processor.size
-        if size.get("height") is None or size.get("width") is None:
-            raise ModelNotFoundError(f"{model_ref!r}: its image processor has no fixed height/width; not a SigLIP.")
-        self.image_size: tuple[int, int] = (int(size["height"]), int(size["width"]))
+            raise ModelNotFoundError(f"{identity.ref!r}: image and text embeddings differ in size; not a SigLIP.")
+        self.image_size = identity.image_size
         self.batch_size = batch_size if batch_size is not None else default_batch_size(device, self.image_size)
         self.text_max_length: int = config.text_config.max_position_embeddings
-        self.logit_scale: float = float(model.logit_scale.detach().float().cpu().item())
-        self.logit_bias: float = float(model.logit_bias.detach().float().cpu().item())
 
         self._autocast_device = device.split(":")[0]
-        self._autocast_dtype = _AUTOCAST_DTYPES.get(self.dtype_name)
+        self._autocast_dtype = _AUTOCAST_DTYPES.get(identity.dtype_name)
         self._pinned = self._autocast_device == "cuda"  # pinned host buffers and non-blocking copies
         self._mean = torch.as_tensor(image_processor.image_mean, dtype=torch.float32, device=device).reshape(-1, 1, 1)
         self._std = torch.as_tensor(image_processor.image_std, dtype=torch.float32, device=device).reshape(-1, 1, 1)
@@ -303,13 +179,14 @@ class Encoder:
         else:
             device_name = _cpu_name()
         return {
-            "model": self.model_ref,
-            "model_id": self.model_id,
-            "fingerprint": self.fingerprint,
-            "trained": self.trained,
+            "model": self.identity.ref,
+            "model_id": self.identity.model_id,
+            "revision": self.identity.revision,
+            "fingerprint": self.identity.fingerprint,
+            "trained": self.identity.trained,
             "device": self.device,
             "device_name": device_name,
-            "dtype": self.dtype_name,  # weights stay float32; anything else is autocast
+            "dtype": self.identity.dtype_name,  # weights stay float32; anything else is autocast
             "autocast": self._autocast_dtype is not None,
             "batch_size": self.batch_size,
             "image_size": list(self.image_size),
@@ -422,7 +299,7 @@ class Encoder:
 
 
 _LOAD_LOCK = threading.Lock()
-_ENCODERS: dict[tuple[str, str, int | None, str, bool], Encoder] = {}
+_ENCODERS: dict[tuple[str, str | None, str, int | None, str, bool], Encoder] = {}
 
 
 def load_encoder(
@@ -431,12 +308,14 @@ def load_encoder(
     batch_size: int | None = None,
     bf16: bool = False,
     *,
+    revision: str | None = None,
     precision: str | None = None,
     compile: bool = False,
 ) -> Encoder:
     """Load once per process and argument set; thread-safe.
 
-    ``model`` is a registry name, a Hugging Face hub id or a folder with a saved SigLIP.
+    ``model`` is a registry name, a Hugging Face hub id or a folder with a saved SigLIP;
+    ``revision`` a branch, tag or commit of a hub model.
     ``batch_size`` defaults to ``default_batch_size`` of the device and the model's input size.
     ``precision``: ``float32``, ``bfloat16``, ``float16`` (autocast; weights stay float32) or
     ``auto`` (``choose_precision``); when None, ``bf16`` picks bfloat16 or float32.
@@ -449,10 +328,10 @@ def load_encoder(
     if batch_size is None and resolved_device.split(":")[0] == "cpu":
         batch_size = DEFAULT_BATCH_SIZE["cpu"]  # known before loading: one cache entry with an explicit 32
     resolved_precision = choose_precision(resolved_device, precision or ("bfloat16" if bf16 else "float32"))
-    key = (model, resolved_device, batch_size, resolved_precision, bool(compile))
+    key = (model, revision, resolved_device, batch_size, resolved_precision, bool(compile))
     with _LOAD_LOCK:
         if key not in _ENCODERS:
-            _ENCODERS[key] = _load(model, resolved_device, batch_size, resolved_precision, bool(compile))
+            _ENCODERS[key] = _load(model, revision, resolved_device, batch_size, resolved_precision, bool(compile))
         return _ENCODERS[key]
 
 
@@ -462,97 +341,31 @@ def clear_encoder_cache() -> None:
         _ENCODERS.clear()
 
 
-@dataclass(frozen=True)
-class _Target:
-    location: str  # what from_pretrained gets: a folder path or a hub id
-    model_id: str
-    is_hub: bool
-    registry_trained: bool
-
-
-def _resolve(ref: str) -> _Target:
-    spec = REGISTRY.get(ref)
-    if spec is not None and spec.source in BUILTIN:
-        return _Target(str(BUILTIN[spec.source]()), spec.name, False, spec.trained)
-    if spec is not None:
-        return _Target(spec.source, spec.source, True, spec.trained)
-    folder = Path(ref).expanduser()
-    if folder.is_dir():
-        resolved = str(folder.resolve())
-        return _Target(resolved, resolved, False, True)
-    if _HUB_ID.fullmatch(ref):
-        return _Target(ref, ref, True, True)
-    raise ModelNotFoundError(
-        f"Unknown model {ref!r}: not a registry name ({', '.join(REGISTRY)}), not an existing folder, "
-        "and not a Hugging Face id like 'google/siglip-base-patch16-224'."
-    )
-
-
-def built_here(model: str) -> bool:
-    """True for a registry model built on this machine (no hub needed)."""
-    spec = REGISTRY.get(model)
-    return spec is not None and spec.source in BUILTIN
-
-
 def _hub_access() -> tuple[bool, str | None]:
     """(local_files_only, why the hub cannot be used); checked first so a dead network cannot hang loading."""
-    if _offline_env():
+    if offline_env():
         return True, "offline mode is on (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)"
     if not hub_reachable():
-        return True, f"the Hugging Face hub ({_hub_endpoint()}) is unreachable"
+        return True, f"the Hugging Face hub ({hub_endpoint()}) is unreachable"
     return False, None
 
 
-def _fingerprint(folder: Path) -> str:
-    """Same files -> same hash, without reading gigabytes of weights."""
-    digest = hashlib.sha256((folder / "config.json").read_bytes())
-    for path in sorted(folder.iterdir()):
-        if path.name.endswith(_WEIGHT_SUFFIXES):
-            digest.update(f"\0{path.name}\0{path.stat().st_size}".encode())
-    return digest.hexdigest()[:16]
-
-
-def _hub_folder(hub_id: str) -> Path:
-    config_path = huggingface_hub.try_to_load_from_cache(hub_id, "config.json")
-    if not isinstance(config_path, str):
-        raise ModelNotFoundError(f"{hub_id!r} loaded, but its config.json is not in the Hugging Face cache")
-    return Path(config_path).parent
-
-
-def _load(ref: str, device: str, batch_size: int | None, precision: str, compile: bool) -> Encoder:
-    target = _resolve(ref)
+def _load(ref: str, revision: str | None, device: str, batch_size: int | None, precision: str, compile: bool) -> Encoder:
+    target = resolve(ref, revision)
     local_only, hub_problem = _hub_access() if target.is_hub else (True, None)
+    options = dict(local_files_only=local_only, revision=target.revision)
     try:
         # float32 weights always: transformers 5 defaults to the checkpoint's dtype; bf16 is autocast.
-        model = AutoModel.from_pretrained(target.location, dtype=torch.float32, local_files_only=local_only)
-        tokenizer = AutoTokenizer.from_pretrained(target.location, local_files_only=local_only)
-        image_processor = AutoImageProcessor.from_pretrained(target.location, local_files_only=local_only)
+        model = AutoModel.from_pretrained(target.location, dtype=torch.float32, **options)
+        tokenizer = AutoTokenizer.from_pretrained(target.location, **options)
+        image_processor = AutoImageProcessor.from_pretrained(target.location, **options)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelNotFoundError(_load_failure(ref, target, hub_problem, exc)) from exc
     if not (hasattr(model, "get_image_features") and hasattr(model, "logit_bias")):
         raise ModelNotFoundError(f"{ref!r} loads as {type(model).__name__}, not a SigLIP dual encoder.")
-    folder = _hub_folder(target.location) if target.is_hub else Path(target.location)
-    trained = target.registry_trained and not (folder / UNTRAINED_MARKER).exists()
-    return Encoder(
-        model.to(device).eval(),
-        tokenizer,
-        image_processor,
-        model_ref=ref,
-        model_id=target.model_id,
-        fingerprint=_fingerprint(folder),
-        trained=trained,
-        caveat=model_caveat(folder, trained),
-        device=device,
-        batch_size=batch_size,
-        precision=precision,
-        compile=compile,
-    )
-
-
-def model_caveat(folder: Path, trained: bool) -> str | None:
-    """The banner for runs with the model in ``folder``: what its marker file says, else the untrained one if untrained."""
-    marked = [text for marker, text in BANNERS.items() if (folder / marker).is_file()]
-    return banner(trained, marked[0] if marked else None)
+    calibration = (float(model.logit_scale.detach().float().cpu().item()), float(model.logit_bias.detach().float().cpu().item()))
+    identity = identity_of(ref, target, local_folder(target), precision, calibration)
+    return Encoder(model.to(device).eval(), tokenizer, image_processor, identity=identity, device=device, batch_size=batch_size, compile=compile)
 
 
 def _cpu_name() -> str:
@@ -566,7 +379,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _load_failure(ref: str, target: _Target, hub_problem: str | None, exc: Exception) -> str:
+def _load_failure(ref: str, target: Target, hub_problem: str | None, exc: Exception) -> str:
     detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
     advice = "Use `--model tiny-random` for an offline smoke test, or `--model /path/to/folder` with a saved SigLIP."
     if not target.is_hub:

@@ -47,8 +47,8 @@ FORMAT_VERSION = 1  # bump when the file layout or the key changes
 
 def namespace(encoder: Encoder) -> str:
     """The part of the key that is not the text: model id, checkpoint fingerprint, precision."""
-    model = hashlib.sha256(encoder.model_id.encode()).hexdigest()[:12]
-    return f"v{FORMAT_VERSION}-{model}-{encoder.fingerprint}-{encoder.dtype_name}"
+    model = hashlib.sha256(encoder.identity.model_id.encode()).hexdigest()[:12]
+    return f"v{FORMAT_VERSION}-{model}-{encoder.identity.fingerprint}-{encoder.identity.dtype_name}"
 
 
 class TextEmbeddingCache:

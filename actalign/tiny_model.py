@@ -10,41 +10,19 @@ even by path, knows it is untrained.
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import tempfile
-import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
 import torch
 from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor, SiglipTokenizer
 
+from actalign.builtin_models import TINY, RandomTowerSize, built_model_path
 from actalign.caveats import UNTRAINED_MARKER
 
-TINY_IMAGE_SIZE = 32
 TINY_TEXT_LENGTH = 64  # the real SigLIP text length, so padding behaves as in production
 TINY_VOCAB_SIZE = 160  # the largest round size this corpus supports with a hard limit
 
-
-@dataclass(frozen=True)
-class RandomTowerSize:
-    """Width and depth of both towers of an untrained SigLIP; ``folder`` names its cache entry."""
-
-    folder: str  # bump its suffix whenever the build below changes
-    hidden: int
-    intermediate: int
-    layers: int
-    heads: int
-    image_size: int
-    patch_size: int
-
-
-TINY = RandomTowerSize("tiny-random-v1", 32, 64, 2, 4, TINY_IMAGE_SIZE, 8)
-# The shape of google/siglip-base-patch16-224 (about 200 M parameters): realistic speed, meaningless numbers.
-BASE = RandomTowerSize("base-random-v1", 768, 3072, 12, 12, 224, 16)
 
 # Training text for the tokenizer: enough variety for ~160 pieces; content is irrelevant.
 _CORPUS = (
@@ -70,16 +48,6 @@ _CORPUS = (
     "the brown diamond is smaller than the violet cube",
 )
 
-_BUILD_LOCK = threading.Lock()
-
-
-def models_cache_dir() -> Path:
-    """Where built models live: ``$ACTALIGN_CACHE/models`` or ``~/.cache/actalign/models``."""
-    root = os.environ.get("ACTALIGN_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "actalign"
-    return base / "models"
-
-
 def tiny_random_path() -> Path:
     return random_model_path(TINY)
 
@@ -87,30 +55,6 @@ def tiny_random_path() -> Path:
 def random_model_path(size: RandomTowerSize) -> Path:
     """Build an untrained model once (per cache folder) and return its folder."""
     return built_model_path(size.folder, UNTRAINED_MARKER, lambda folder: _build(folder, size))
-
-
-def built_model_path(name: str, marker: str, build: Callable[[Path], None]) -> Path:
-    """The cache folder ``name``, built by ``build`` the first time; ``marker`` is the file that says it is complete.
-
-    Safe against concurrent builders: each builds in a private temporary sibling
-    and renames it into place; a loser of the race discards its copy.
-    """
-    final = models_cache_dir() / name
-    with _BUILD_LOCK:
-        if (final / marker).is_file():
-            return final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
-        try:
-            build(tmp)
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / marker).is_file():
-                raise  # not a lost race: a real failure
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return final
 
 
 def train_tokenizer(folder: Path, corpus: Iterable[str], vocab_size: int, max_length: int) -> SiglipTokenizer:

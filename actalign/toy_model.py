@@ -29,13 +29,12 @@ Some (colour, shape, background) combinations are never drawn in training;
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -45,68 +44,21 @@ from tqdm import tqdm
 from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor, SiglipTokenizer
 
 from actalign import shapes
+from actalign.builtin_models import built_model_path
 from actalign.caveats import TOY_MARKER
 from actalign.shapes import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES, Scene
-from actalign.tiny_model import built_model_path, train_tokenizer
+from actalign.tiny_model import train_tokenizer
+from actalign.toy_recipe import RECIPE, Recipe
 
 RECIPE_FILE = "toy_recipe.json"
 ANY = "*"
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Everything that decides the trained weights; its hash names the cache folder."""
-
-    seed: int = 0
-    steps: int = 1300
-    batch_size: int = 128
-    learning_rate: float = 2e-3
-    warmup_steps: int = 60
-    weight_decay: float = 0.01
-    hidden: int = 96
-    vision_layers: int = 2
-    text_layers: int = 1
-    heads: int = 4
-    image_size: int = 32
-    patch_size: int = 8
-    text_length: int = 24
-    vocab_size: int = 64
-    logit_scale: float = 10.0  # exp(t), fixed: see the module docstring
-    logit_bias: float = -5.0  # where the bias starts; it is learned
-    max_noise: float = 15.0
-    max_tint: int = 20
-    max_shade: int = 45
-    position_jitter: float = 0.04  # of the image side, around each named position
-    held_out: tuple[tuple[str, str, str], ...] = field(
-        default=(
-            ("green", "circle", "white"),
-            ("orange", "square", "black"),
-            ("purple", "triangle", "grey"),
-            ("pink", "star", "black"),
-            ("cyan", "cross", "grey"),
-            ("red", "ring", "white"),
-            ("blue", "star", "grey"),
-            ("yellow", "cross", "black"),
-            ("red", "triangle", "white"),
-            ("blue", "circle", "black"),
-        )
-    )
-    """(colour, shape, background) never drawn in training; the demo's own scenes are not among them."""
-
-    def digest(self) -> str:
-        """The recipe and the code that follows it: any change names a new folder, so the model is rebuilt."""
-        hasher = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
-        for source in (shapes.__file__, __file__):
-            hasher.update(Path(source).read_bytes())
-        return hasher.hexdigest()[:12]
-
-
-RECIPE = Recipe()
 
 
 def toy_shapes_path(recipe: Recipe = RECIPE) -> Path:
     """The trained model's folder, trained on first use (two to three minutes, with a progress bar)."""
-    return built_model_path(f"toy-shapes-{recipe.digest()}", TOY_MARKER, lambda folder: train(folder, recipe))
+    return built_model_path(recipe.folder(), TOY_MARKER, lambda folder: train(folder, recipe))
 
 
 def caption_corpus() -> list[str]:

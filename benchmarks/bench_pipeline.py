@@ -405,7 +405,7 @@ def plain_loop(config: Any, batching: str = "shard") -> dict[str, Any]:
     seconds["texts"] = time.perf_counter() - mark
 
     scorers = [make_scorer(name, smoothing=config.smoothing) for name in config.scorers]
-    calibration = Calibration(encoder.logit_scale, encoder.logit_bias)
+    calibration = Calibration(encoder.identity.logit_scale, encoder.identity.logit_bias)
     group = config.shard_size if batching == "shard" else 1
     frames = pairs = forward_calls = 0
     for first in range(0, len(inputs.videos), group):
@@ -442,8 +442,8 @@ def flow_run(config: Any, timers: StageTimers) -> dict[str, Any]:
     """One ``run_pipeline`` with its wall time, counters, breakdown and status-row seconds."""
     from dataclasses import asdict
 
-    from actalign.frames import DECODE_STATS
     from actalign.flows.pipeline import run_pipeline
+    from actalign.frames import DECODE_STATS
 
     DECODE_STATS.reset()
     timers.take()
@@ -566,11 +566,11 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     import prefect  # noqa: F401
     import torch
 
+    from actalign.cli.environment import quiet_libraries
     from actalign.config import DEFAULT_SHARD_SIZE, RunConfig
+    from actalign.flows.pipeline import run_pipeline  # noqa: F401 - imports belong to the fixed costs
     from actalign.models import UNTRAINED_BANNER
     from actalign.scorers import DEFAULT_SCORERS
-    from actalign.cli.environment import quiet_libraries
-    from actalign.flows.pipeline import run_pipeline  # noqa: F401 - imports belong to the fixed costs
     from actalign.tasks.plan import encoder_for
 
     quiet_libraries()
@@ -604,7 +604,7 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
           f"6 classes, every class a candidate; model {args.model} ({settings['device']}, {settings['dtype']}, "
           f"{settings['image_size'][0]} px, batch {settings['batch_size']}), {args.fps:g} fps, scorers {', '.join(scorers)}, "
           f"workers {args.workers}, shard size {shard_size}")
-    if not encoder.trained:
+    if not encoder.identity.trained:
         print(UNTRAINED_BANNER)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; prefect {prefect.__version__}, "
           f"server: {args.server}, flow heartbeats: {'off' if args.no_heartbeats else 'on (Prefect default)'}; "
@@ -685,7 +685,7 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
 
     results = {
         "config": {
-            "videos": args.videos, "workers": args.workers, "shard_size": shard_size, "model": args.model, "trained": encoder.trained,
+            "videos": args.videos, "workers": args.workers, "shard_size": shard_size, "model": args.model, "trained": encoder.identity.trained,
             "fps": args.fps, "scorers": list(scorers), "server": args.server, "plain_batching": args.plain_batching, "warmup_videos": args.warmup_videos,
             "flow_heartbeats": not args.no_heartbeats, "torch_threads": torch.get_num_threads(),
             "encoder": {k: v for k, v in settings.items() if isinstance(v, (str, int, float, bool, list))},

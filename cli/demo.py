@@ -7,26 +7,28 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from actalign.cli.display import console
 from actalign.demo_data import DEMO_SETS, make_demo_dataset
 from actalign.errors import ModelNotFoundError
-from actalign.models import built_here, hub_reachable, load_encoder
-from actalign.cli.display import console
+from actalign.registry import built_here, hub_reachable
 
 OFFLINE_MODEL = "toy-shapes"
 
 
-def prepare_demo(workdir: Path, model: str, videos_per_class: int, demo_set: str) -> tuple[Path, Path, str]:
-    """Generate the demo videos of ``demo_set`` (once) and return (manifest, classes file, model to use)."""
+def prepare_demo_input(workdir: Path, videos_per_class: int, demo_set: str) -> tuple[Path, Path]:
+    """Generate the demo videos of ``demo_set`` (once) and return (manifest, classes file)."""
     dest = workdir / "demo-input" / demo_set
     manifest, classes = make_demo_dataset(dest, videos_per_class=videos_per_class, demo_set=demo_set)
     n_videos = len(list((dest / "videos").glob("*.mp4")))
     console.print(f"demo input ({demo_set}: {DEMO_SETS[demo_set].description}): {n_videos} generated videos and 6 classes in", highlight=False)
     console.print(str(dest), highlight=False, markup=False, soft_wrap=True)
-    return manifest, classes, _loadable_model(model)
+    return manifest, classes
 
 
-def _loadable_model(model: str) -> str:
+def loadable_model(model: str) -> str:
     """The requested model when it loads (from the hub or the local cache), else toy-shapes, said plainly."""
+    from actalign.models import load_encoder
+
     if built_here(model):
         return model
     reachable = hub_reachable()
@@ -34,7 +36,8 @@ def _loadable_model(model: str) -> str:
         # Without the hub only a cached copy can load; offline mode makes that check fast instead of hanging.
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        load_encoder(model)
+        with console.status(f"loading model {escape(model)} ..."):
+            load_encoder(model)
         return model
     except ModelNotFoundError as exc:
         reason = str(exc) if reachable else "the Hugging Face hub cannot be reached from here and no copy is cached"

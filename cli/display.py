@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -25,6 +29,17 @@ def print_model_banner(banner: str | None) -> None:
     """The model's caveat (untrained, or trained on generated shapes only), when it has one."""
     if banner:
         console.print(Panel(banner, style="bold yellow", title="warning"))
+
+
+@contextmanager
+def working(message: str) -> Iterator[None]:
+    """A spinner beside ``message`` while something slow runs, so no pause is silent; in a log, the message as a line."""
+    if not console.is_terminal:
+        console.print(message, highlight=False, markup=False)
+        yield
+        return
+    with console.status(escape(message)):
+        yield
 
 
 def print_error(message: str) -> None:

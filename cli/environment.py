@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 PREFECT_DEFAULTS = {
@@ -21,6 +23,30 @@ def prepare_prefect(workdir: Path, verbose: bool) -> None:
     for name, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+
+
+TEMPORARY_SERVER_HELP = (
+    "starting Prefect's temporary server (10 to 30 s, every run); to skip it, keep one running "
+    "(`prefect server start`) and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+)
+
+
+def start_prefect(working: Callable[[str], AbstractContextManager[None]]) -> None:
+    """Import the flow and start Prefect's temporary server now, announced by ``working``, when PREFECT_API_URL names none.
+
+    Prefect would start it silently on the flow's first call; the server is per process
+    (one instance), so the flow then uses this one.
+    """
+    with working("starting Prefect ..."):
+        from prefect.settings import PREFECT_API_URL
+
+        import actalign.flows.pipeline  # noqa: F401 - imported here, inside the announcement
+    if PREFECT_API_URL.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    with working(TEMPORARY_SERVER_HELP):
+        SubprocessASGIServer().start()
 
 
 def quiet_libraries() -> None:

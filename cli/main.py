@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shlex
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -12,19 +13,34 @@ import typer
 import yaml
 from pydantic import ValidationError
 
+from actalign.cli.display import console, print_error, print_model_banner, print_result, working
+from actalign.cli.environment import prepare_prefect, quiet_libraries, start_prefect
+from actalign.cli.prompt import prompt_app
 from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, RunConfig
 from actalign.demo_data import DEMO_SETS
 from actalign.errors import InputError
 from actalign.frames import DEFAULT_FPS
 from actalign.llm import LLMSettings
-from actalign.models import DEFAULT_MODEL, REGISTRY
+from actalign.registry import DEFAULT_MODEL, REGISTRY
 from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES
-from actalign.cli.display import console, print_error, print_model_banner, print_result
-from actalign.cli.environment import prepare_prefect, quiet_libraries
-from actalign.cli.prompt import prompt_app
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(prompt_app, name="prompt")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from actalign.versions import version_text
+
+        console.print(version_text(), highlight=False, markup=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the versions of actalign, torch, transformers and prefect, and exit.")] = False,
+) -> None:
+    """actalign: classify videos into actions they were never trained on, by script alignment."""
 
 MODEL_HELP = "Model: " + ", ".join(f"{name} ({spec.source})" for name, spec in REGISTRY.items()) + "; or any Hugging Face id or local folder."
 DemoSetName = Enum("DemoSetName", {name: name for name in DEMO_SETS}, type=str)
@@ -47,7 +63,9 @@ def run(
     classes: Annotated[Optional[Path], typer.Option("--classes", help="YAML/JSON file of candidate classes with their ordered steps (with --benchmark: optional hand-written steps for some classes).")] = None,
     benchmark: Annotated[Optional[str], typer.Option("--benchmark", help="actionatlas: the ActionAtlas v1.0 questions (videos from YouTube, candidates, labels, text obfuscation).")] = None,
     model: Annotated[str, typer.Option("--model", help=MODEL_HELP)] = DEFAULT_MODEL,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="Branch, tag or commit of a Hugging Face hub model (recorded; part of the model's key).")] = None,
     workdir: WorkdirOption = DEFAULT_WORKDIR,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N videos of the manifest (after filtering): a smoke test. Recorded in the run's config.")] = None,
     scorer: Annotated[Optional[list[str]], typer.Option("--scorer", help=f"Scorer to run, one of {', '.join(SCORER_NAMES)}; repeat for several. Default: {' and '.join(DEFAULT_SCORERS)}.")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Frames sampled per second of video.")] = DEFAULT_FPS,
     smoothing: Annotated[int, typer.Option("--smoothing", help="Moving-average width over frames for actalign (0 or 1: none).")] = 0,
@@ -167,15 +185,21 @@ def demo(
     model: Annotated[str, typer.Option("--model", help=MODEL_HELP + " Falls back to toy-shapes when the hub is unreachable.")] = "siglip-base",
     videos_per_class: Annotated[int, typer.Option("--videos-per-class", min=1, help="Generated videos per class.")] = 2,
     demo_set: Annotated[DemoSetName, typer.Option("--set", help="; ".join(f"{name}: {spec.description}" for name, spec in DEMO_SETS.items()) + ".")] = DemoSetName("order"),
+    prepare_only: Annotated[bool, typer.Option("--prepare-only", help="Only generate the demo's videos, manifest and classes, and print the command that runs them.")] = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Generate a small labelled set of shape animations whose classes differ only in event order, and run the pipeline."""
-    from actalign.cli.demo import prepare_demo
+    from actalign.cli.demo import loadable_model, prepare_demo_input
 
-    quiet_libraries()
-    manifest, classes_file, chosen = prepare_demo(workdir, model, videos_per_class, demo_set.value)
+    manifest, classes_file = prepare_demo_input(workdir, videos_per_class, demo_set.value)
     scorers = list(DEMO_SETS[demo_set.value].scorers)
-    config = _config(dict(videos=manifest, classes=classes_file, model=chosen, workdir=workdir, scorers=scorers))
+    if prepare_only:
+        command = ["actalign", "run", "--videos", str(manifest), "--classes", str(classes_file), "--workdir", str(workdir), "--model", model]
+        command += [part for name in scorers for part in ("--scorer", name)]
+        console.print(shlex.join(command), highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(0)
+    quiet_libraries()
+    config = _config(dict(videos=manifest, classes=classes_file, model=loadable_model(model), workdir=workdir, scorers=scorers))
     raise typer.Exit(_run(config, verbose))
 
 
@@ -309,6 +333,7 @@ def _run(config: RunConfig, verbose: bool) -> int:
     if preflight(config) is None:
         return 2
     prepare_prefect(config.workdir, verbose)
+    start_prefect(working)
     from actalign.flows.pipeline import run_pipeline
     from actalign.queries import tables
     from actalign.storage.workdir import Workdir

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from actalign.cli.display import console, print_error, print_model_banner, working
+from actalign.cli.environment import quiet_libraries
 from actalign.config import RunConfig
 from actalign.errors import InputError
-from actalign.cli.display import console, print_error, print_model_banner
-from actalign.cli.environment import quiet_libraries
 
 if TYPE_CHECKING:
     from actalign.models import Encoder
@@ -21,13 +21,14 @@ def preflight(config: RunConfig, credentials: bool = True) -> tuple[Inputs, Enco
     """
     from actalign.tasks.plan import encoder_for, load_inputs, read_inputs
 
-    quiet_libraries()
     try:
         inputs = load_inputs(config) if credentials else read_inputs(config)
-        console.print(f"{len(inputs.videos)} videos, {len(inputs.classes)} classes; loading model {config.model} ...")
-        encoder = encoder_for(config)
+        console.print(f"{len(inputs.videos)} videos, {len(inputs.classes)} classes", highlight=False)
+        with working(f"loading model {config.model} ..."):
+            quiet_libraries()
+            encoder = encoder_for(config)
     except InputError as exc:
         print_error(str(exc))
         return None
-    print_model_banner(encoder.caveat)
+    print_model_banner(encoder.identity.caveat)
     return inputs, encoder

@@ -15,10 +15,10 @@ from typing import Annotated
 
 import typer
 
-from actalign.errors import InputError
-from actalign.llm.prompts import PromptTemplate, load_template
 from actalign.cli.display import console, print_error
 from actalign.cli.environment import PREFECT_DEFAULTS
+from actalign.errors import InputError
+from actalign.llm.prompts import PromptTemplate, load_template
 
 PUBLISHED_EVENT = "actalign.prompt.published"
 RESOURCE_PREFIX = "actalign.prompt."

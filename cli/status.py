@@ -6,9 +6,10 @@ from pathlib import Path
 
 from rich.table import Table
 
+from actalign.cli.display import console, print_error, print_model_banner
 from actalign.config import RunConfig
-from actalign.cli.display import console, print_error
-from actalign.cli.preflight import preflight
+from actalign.errors import InputError
+from actalign.registry import ModelNotLocalError
 
 WHAT = {  # stage -> what one item is, and what computing it means
     "acquire": ("videos", "decode and encode"),
@@ -19,20 +20,30 @@ WHAT = {  # stage -> what one item is, and what computing it means
 
 
 def show_status(config: RunConfig) -> int:
-    """Plan the run without running it, store the plan (views freshness, latest_freshness) and print it."""
+    """Plan the run without running it, store the plan (views freshness, latest_freshness) and print it.
+
+    The model is neither built nor loaded: its identity is read from its files."""
     from actalign.queries.runner import refresh_views
     from actalign.storage.records import mark_interrupted
     from actalign.storage.workdir import Workdir
-    from actalign.tasks.freshness import ERROR, STALE, STAGES, plan_run
+    from actalign.tasks.freshness import ERROR, STAGES, STALE, plan_run
+    from actalign.tasks.plan import identity_for, read_inputs
 
-    checked = preflight(config, credentials=False)
-    if checked is None:
+    try:
+        inputs = read_inputs(config)
+        console.print(f"{len(inputs.videos)} videos, {len(inputs.classes)} classes; model {config.model}", highlight=False)
+        identity = identity_for(config)
+    except ModelNotLocalError as exc:
+        console.print(f"{exc} Until then every stage that uses the model is to compute; status compares item by item once it is here.", highlight=False)
+        return 0
+    except InputError as exc:
+        print_error(str(exc))
         return 2
-    inputs, encoder = checked
+    print_model_banner(identity.caveat)
     workdir = Workdir.open(config.workdir)
     for run_id in mark_interrupted(workdir):
         console.print(f"run {run_id} was interrupted (its process is gone)", highlight=False)
-    plan = plan_run(workdir, config, inputs, encoder)
+    plan = plan_run(workdir, config, inputs, identity)
     plan.write(workdir, None)
     refresh_views(workdir)
 

@@ -18,21 +18,21 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_sett
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from actalign.config import RunConfig
-from actalign.scorers import Calibration
 from actalign.flows.placement import encoding_placement
 from actalign.flows.progress import wait_with_progress
 from actalign.queries.runner import refresh_views
+from actalign.scorers import Calibration
 from actalign.storage.records import RunRecord, StatusRow, mark_interrupted, now, write_run, write_status, write_videos
 from actalign.storage.workdir import Workdir
 from actalign.tasks.acquire import STAGE as ACQUIRE_STAGE
-from actalign.tasks.acquire import AcquireResult, acquire_shard
+from actalign.tasks.acquire import AcquireResult
 from actalign.tasks.freshness import describe_plan, plan_run
 from actalign.tasks.plan import Inputs, encoder_for, load_inputs, new_run_id, shards
-from actalign.tasks.report import write_report_task
+from actalign.tasks.prefect_tasks import acquire_shard, encode_texts_task, score_shard, write_report_task, write_scripts_task
 from actalign.tasks.score import STAGE as SCORE_STAGE
-from actalign.tasks.score import ScoreResult, score_shard
-from actalign.tasks.scripts import ScriptAssignment, assign_scripts, write_scripts_task
-from actalign.tasks.texts import TextsResult, encode_texts_task
+from actalign.tasks.score import ScoreResult
+from actalign.tasks.scripts import ScriptAssignment, assign_scripts
+from actalign.tasks.texts import TextsResult
 
 
 @dataclass(frozen=True)
@@ -62,17 +62,17 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
     logger = get_run_logger()
     inputs = load_inputs(config)
     encoder = encoder_for(config)
-    if encoder.caveat:
-        logger.warning(encoder.caveat)
+    if encoder.identity.caveat:
+        logger.warning(encoder.identity.caveat)
     workdir = Workdir.open(config.workdir)
     for interrupted in mark_interrupted(workdir):
         logger.warning("run %s was interrupted (its process is gone); this run reuses what it stored", interrupted)
     record = RunRecord(
         run_id=run_id or new_run_id(),
         started_at=now(),
-        model=encoder.model_id,
-        model_trained=encoder.trained,
-        model_caveat=encoder.caveat,
+        model=encoder.identity.model_id,
+        model_trained=encoder.identity.trained,
+        model_caveat=encoder.identity.caveat,
         config=config.model_dump(mode="json"),
         n_videos=len(inputs.videos),
     )
@@ -80,7 +80,7 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
     write_videos(workdir, record.run_id, inputs.videos)
     try:
         assignments = [assign_scripts(inputs.classes, inputs.videos, config, kind) for kind in config.text_kinds()]
-        plan = plan_run(workdir, config, inputs, encoder, assignments)
+        plan = plan_run(workdir, config, inputs, encoder.identity, assignments)
         plan.write(workdir, record.run_id)  # before any work: what the run will recompute, and the store entries it references
         logger.info("plan: %s", describe_plan(plan))
         summary = _run_stages(workdir, record, config, inputs, assignments)
@@ -112,7 +112,7 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
             outcome = AcquireResult(failed=len(video_shards[name]))
         results[name] = outcome
 
-    calibration = Calibration(encoder.logit_scale, encoder.logit_bias)
+    calibration = Calibration(encoder.identity.logit_scale, encoder.identity.logit_bias)
     embed_keys = candidate_embed_keys(assignments, texts)
     scored = {
         name: score_shard.submit(
@@ -136,11 +136,11 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
     record.finished_at, record.n_failed = now(), n_failed
     record.stage_keys = {
         "model": {
-            "id": encoder.model_id,
-            "fingerprint": encoder.fingerprint,
-            "dtype": encoder.dtype_name,
-            "logit_scale": encoder.logit_scale,
-            "logit_bias": encoder.logit_bias,
+            "id": encoder.identity.model_id,
+            "fingerprint": encoder.identity.fingerprint,
+            "dtype": encoder.identity.dtype_name,
+            "logit_scale": encoder.identity.logit_scale,
+            "logit_bias": encoder.identity.logit_bias,
         },
         "encoder": encoder.settings(),
         "scripts": sorted(all_scripts),
@@ -155,8 +155,8 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         state=record.state,
         workdir=str(workdir.root),
         report=str(report),
-        trained=encoder.trained,
-        caveat=encoder.caveat,
+        trained=encoder.identity.trained,
+        caveat=encoder.identity.caveat,
         n_videos=len(inputs.videos),
         n_failed=n_failed,
         decoded_frames=sum(r.decoded_frames for r in results.values()),

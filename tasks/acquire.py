@@ -21,9 +21,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
+from typing import TYPE_CHECKING
 
 from actalign.config import RunConfig
 from actalign.download import Downloaded, FetchRequest, PermanentDownloadError, fetch_many, is_remote, media_key
@@ -32,12 +30,15 @@ from actalign.errors import ItemError, VideoNotFoundError
 from actalign.frames import SampledFrameIterator, iter_sampled_frames
 from actalign.keys import file_fingerprint, stage_key
 from actalign.manifest import VideoSpec
-from actalign.models import Encoder
+from actalign.registry import ModelIdentity
 from actalign.storage.embeddings import write_frame_embeddings
 from actalign.storage.integrity import CORRUPT_NOTE, Stored, check
 from actalign.storage.records import StatusRow, write_status
 from actalign.storage.workdir import Workdir
 from actalign.tasks.plan import encoder_for
+
+if TYPE_CHECKING:
+    from actalign.models import Encoder
 
 STAGE = "acquire"
 VERSION = 2  # bump when fetching, decoding, sampling, obfuscation or embedding logic changes (streaming: same frames, same numbers)
@@ -74,7 +75,7 @@ def _content_fingerprint(path: str, size: int, mtime_ns: int) -> str:
     return file_fingerprint(path)
 
 
-def frames_key(video: VideoSpec, config: RunConfig, encoder: Encoder) -> str:
+def frames_key(video: VideoSpec, config: RunConfig, model: ModelIdentity) -> str:
     """Depends on the video and segment, the sampling, the obfuscation, and the exact checkpoint and precision."""
     return stage_key(
         STAGE,
@@ -84,11 +85,11 @@ def frames_key(video: VideoSpec, config: RunConfig, encoder: Encoder) -> str:
             "start_s": video.start_s,
             "end_s": video.end_s,
             "fps": config.fps,
-            "image_size": list(encoder.image_size),
-            "dtype": encoder.dtype_name,
+            "image_size": list(model.image_size),
+            "dtype": model.dtype_name,
             "obfuscation": video.obfuscation,
         },
-        [source_fingerprint(video, config), encoder.model_id, encoder.fingerprint],
+        [source_fingerprint(video, config), model.model_id, model.fingerprint],
     )
 
 
@@ -109,7 +110,7 @@ def acquire_videos(workdir: Workdir, run_id: str, shard: str, videos: list[Video
     for video in videos:
         key = None
         try:
-            key = frames_key(video, config, encoder)
+            key = frames_key(video, config, encoder.identity)
             stored = check(workdir, workdir.frames_path(key))
             if stored is Stored.OK:
                 result.reused += 1
@@ -196,7 +197,7 @@ def _record(
                 marker.write_text(str(outcome.error))
             raise outcome.error
         write_frame_embeddings(
-            workdir.frames_path(key), video_id=video.video_id, times_s=outcome.times_s, embeddings=outcome.embeddings, model=encoder.model_id, frames_key=key
+            workdir.frames_path(key), video_id=video.video_id, times_s=outcome.times_s, embeddings=outcome.embeddings, model=encoder.identity.model_id, frames_key=key
         )
     except Exception as exc:  # recorded with its real class; the other videos carry on
         result.failed += 1
@@ -210,8 +211,3 @@ def _record(
     result.encoded_frames += len(outcome.embeddings)
     result.frames_keys[video.video_id] = key
     return StatusRow(STAGE, video.video_id, "ok", key, message=item.note, attempts=max(attempts, 1), seconds=time.perf_counter() - outcome.started)
-
-
-@task(name="acquire-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def acquire_shard(workdir: Workdir, run_id: str, shard: str, videos: list[VideoSpec], config: RunConfig) -> AcquireResult:
-    return acquire_videos(workdir, run_id, shard, videos, config)

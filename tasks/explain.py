@@ -15,8 +15,8 @@ from actalign.align import align
 from actalign.caveats import model_label
 from actalign.errors import InputError
 from actalign.plots import plot_alignment
-from actalign.scorers import ALIGNMENT_MODES
 from actalign.queries.runner import run_sql
+from actalign.scorers import ALIGNMENT_MODES
 from actalign.storage.embeddings import read_frame_embeddings, read_frame_times, read_step_texts, read_text_embeddings
 from actalign.storage.workdir import Workdir
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from actalign.config import RunConfig
-from actalign.models import Encoder
+from actalign.registry import ModelIdentity
 from actalign.scorers import Calibration, scorer_settings
 from actalign.storage import schemas
 from actalign.storage.integrity import Stored, inspect
@@ -104,20 +104,20 @@ class Plan:
         return plan_id
 
 
-def stage_settings(config: RunConfig, encoder: Encoder) -> dict[str, dict[str, Any]]:
+def stage_settings(config: RunConfig, model: ModelIdentity) -> dict[str, dict[str, Any]]:
     """Per stage, the settings its keys hash besides each item's own inputs (what a reason can name)."""
-    model = {"model": encoder.model_id, "fingerprint": encoder.fingerprint, "dtype": encoder.dtype_name}
+    identity = {"model": model.model_id, "fingerprint": model.fingerprint, "dtype": model.dtype_name}
     llm = {kind: scripts.provider_config(config, kind) for kind in config.text_kinds()} if config.provider == "openai" else {}
     return {
         acquire.STAGE: {
-            "version": acquire.VERSION, "fps": config.fps, "image_size": list(encoder.image_size), **model,
+            "version": acquire.VERSION, "fps": config.fps, "image_size": list(model.image_size), **identity,
             "max_height": config.download.max_height, "margin_s": config.download.margin_s,
         },
         scripts.STAGE: {"version": scripts.VERSION, "provider": config.provider, **llm},
-        texts.STAGE: {"version": texts.VERSION, "step_template": config.step_template, "name_template": config.name_template, **model},
+        texts.STAGE: {"version": texts.VERSION, "step_template": config.step_template, "name_template": config.name_template, **identity},
         score.STAGE: {
             "version": score.VERSION, "scorers": list(config.scorers), "smoothing": config.smoothing,
-            "logit_scale": encoder.logit_scale, "logit_bias": encoder.logit_bias,
+            "logit_scale": model.logit_scale, "logit_bias": model.logit_bias,
         },
     }
 
@@ -126,19 +126,19 @@ def plan_run(
     workdir: Workdir,
     config: RunConfig,
     inputs: Inputs,
-    encoder: Encoder,
+    model: ModelIdentity,
     assignments: list[ScriptAssignment] | None = None,
     previous: Previous | None = None,
 ) -> Plan:
     """Every item of every stage the run needs, with its key and whether the store already has it."""
-    settings = stage_settings(config, encoder)
+    settings = stage_settings(config, model)
     judge = _Judge(workdir, previous if previous is not None else Previous.load(workdir), settings)
     items: list[PlanItem] = []
 
     frames: dict[str, str] = {}
     for video in inputs.videos:
         try:
-            key = acquire.frames_key(video, config, encoder)
+            key = acquire.frames_key(video, config, model)
         except Exception as exc:  # e.g. a missing file: the run records it as a failed video
             items.append(PlanItem(acquire.STAGE, video.video_id, None, None, ERROR, str(exc)))
             continue
@@ -157,10 +157,10 @@ def plan_run(
             if spec.texts(assignment.kind):
                 items.append(judge(scripts.STAGE, labels[key], key, workdir.script_path(key), "new class", "hand-written texts changed"))
         for key in assignment.classes:
-            embeds[key] = texts.embed_key(key, config, encoder)
+            embeds[key] = texts.embed_key(key, config, model)
             items.append(judge(texts.STAGE, labels[key], embeds[key], workdir.step_embeddings_path(embeds[key]), "new class", "its script changed"))
 
-    calibration = Calibration(encoder.logit_scale, encoder.logit_bias)
+    calibration = Calibration(model.logit_scale, model.logit_bias)
     kinds = {a.kind: a for a in assignments}
     for video in inputs.videos:
         if video.video_id not in frames:

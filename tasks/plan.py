@@ -1,4 +1,7 @@
-"""Before any work: read and validate the inputs, load the model, fix the run's identity."""
+"""Before any work: read and validate the inputs, load the model, fix the run's identity.
+
+Imports no torch until a model is loaded: `actalign status` plans with the inputs alone.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,19 @@ import os
 import sys
 import uuid
 from dataclasses import dataclass, replace
-
-import torch
+from typing import TYPE_CHECKING
 
 from actalign.actionatlas import load_actionatlas, question_classes, video_specs
 from actalign.classes import TEXT_KINDS, ClassSpec, load_classes
 from actalign.config import RunConfig
 from actalign.errors import InputError
 from actalign.manifest import VideoSpec, load_manifest
-from actalign.models import Encoder, load_encoder
+from actalign.registry import ModelIdentity, read_identity
 from actalign.scripts import make_provider, validate_texts
 from actalign.storage.records import now
+
+if TYPE_CHECKING:
+    from actalign.models import Encoder
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ def read_inputs(config: RunConfig) -> Inputs:
     else:
         classes = load_classes(config.classes)
         videos = load_manifest(config.videos, classes)
+    videos = videos[: config.limit]
     for spec in classes:
         for kind in config.text_kinds():
             if spec.texts(kind) is not None or config.provider == "file":
@@ -103,13 +109,22 @@ def torch_threads() -> int | None:
 def _limit_torch_threads() -> None:
     """Once per process, before the first model load."""
     if (threads := torch_threads()) is not None:
+        import torch
+
         torch.set_num_threads(threads)
+
+
+def identity_for(config: RunConfig) -> ModelIdentity:
+    """The run's model identity read from its files, nothing built or loaded (``ModelNotLocalError`` if not here yet)."""
+    return read_identity(config.model, "bfloat16" if config.bf16 else "float32", config.revision)
 
 
 def encoder_for(config: RunConfig) -> Encoder:
     """The run's encoder (cached per process, so every task in a process shares one model)."""
+    from actalign.models import load_encoder
+
     _limit_torch_threads()
-    return load_encoder(config.model, device=config.device, batch_size=config.batch_size, bf16=config.bf16)
+    return load_encoder(config.model, device=config.device, batch_size=config.batch_size, bf16=config.bf16, revision=config.revision)
 
 
 def new_run_id() -> str:

@@ -43,14 +43,12 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from actalign.caveats import banner, model_label
 from actalign.errors import InputError
-from actalign.scorers import ALIGNMENT_MODES
 from actalign.queries import stats, tables
 from actalign.queries.runner import Result, Session, session
+from actalign.scorers import ALIGNMENT_MODES
 from actalign.storage.workdir import Workdir
 
 FORMATS = ("md", "html", "json")
@@ -802,15 +800,3 @@ def publish_artifacts(report: Report) -> tuple[Any, Any]:
     table_id = create_table_artifact(table=artifact_table(report), key=TABLE_ARTIFACT_KEY, description=description)
     markdown_id = create_markdown_artifact(markdown=render_markdown(report, images=False), key=MARKDOWN_ARTIFACT_KEY, description=description)
     return table_id, markdown_id
-
-
-@task(name="write-report", retries=1, cache_policy=NO_CACHE)
-def write_report_task(workdir: Workdir, run_id: str, final: Mapping[str, Any] | None = None) -> Path:
-    """The run's ``report.md`` (no heatmaps: ``actalign report`` draws them) and its Prefect artifacts."""
-    report = build_report(workdir, run_id, worst=0, out_dir=workdir.run_dir(run_id), final=final)
-    path = write_files(report, ("md",))["md"]
-    try:
-        publish_artifacts(report)
-    except Exception as exc:  # the results are on disk; a missing artifact must not fail the run
-        get_run_logger().warning("could not publish the report artifacts: %s: %s", type(exc).__name__, exc)
-    return path

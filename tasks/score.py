@@ -12,12 +12,10 @@ import time
 from dataclasses import dataclass
 
 import pyarrow as pa
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from actalign.config import RunConfig
-from actalign.manifest import VideoSpec
 from actalign.keys import stage_key
+from actalign.manifest import VideoSpec
 from actalign.scorers import Calibration, ClassTexts, make_scorer, scorer_settings
 from actalign.storage import schemas
 from actalign.storage.embeddings import read_frame_embeddings, read_pair_scores, read_text_embeddings, write_pair_scores
@@ -142,17 +140,3 @@ def class_texts(workdir: Workdir, class_id: str, keys: dict[str, str]) -> ClassT
         attributes=stored["attributes"]["attribute"] if "attributes" in stored else None,
         subtexts=stored["subtexts"]["subtext"] if "subtexts" in stored else None,
     )
-
-
-@task(name="score-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def score_shard(
-    workdir: Workdir,
-    run_id: str,
-    shard: str,
-    videos: list[VideoSpec],
-    frames_keys: dict[str, str],
-    embed_keys: dict[str, dict[str, dict[str, str]]],
-    calibration: Calibration,
-    config: RunConfig,
-) -> ScoreResult:
-    return score_videos(workdir, run_id, shard, videos, frames_keys, embed_keys, calibration, config)

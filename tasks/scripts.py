@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from actalign.classes import ClassSpec
 from actalign.config import RunConfig
@@ -221,8 +219,3 @@ def _failed_request(run_id: str, request: ScriptRequest, exc: ScriptGenerationEr
         "error_class": exc.error_class,
         "message": str(exc),
     }
-
-
-@task(name="write-scripts", retries=0, cache_policy=NO_CACHE)  # the LLM provider has its own retry layer
-def write_scripts_task(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -> ScriptsResult:
-    return write_scripts(workdir, run_id, assignment)

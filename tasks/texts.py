@@ -14,20 +14,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from actalign.classes import ClassSpec
 from actalign.config import RunConfig, render_text
 from actalign.keys import stage_key
-from actalign.models import Encoder
-from actalign.text_cache import embed_texts_cached
+from actalign.registry import ModelIdentity
 from actalign.storage.embeddings import read_script_steps, write_text_embeddings
 from actalign.storage.integrity import CORRUPT_NOTE, Stored, check
 from actalign.storage.records import StatusRow, write_status
 from actalign.storage.workdir import Workdir
 from actalign.tasks.plan import encoder_for
 from actalign.tasks.scripts import ScriptsResult
+from actalign.text_cache import embed_texts_cached
 
 STAGE, VERSION = "step_embeddings", 1
 
@@ -40,9 +37,9 @@ class TextsResult:
     failed: int = 0
 
 
-def embed_key(script_key: str, config: RunConfig, encoder: Encoder) -> str:
-    templates = {"step_template": config.step_template, "name_template": config.name_template, "dtype": encoder.dtype_name}
-    return stage_key(STAGE, VERSION, templates, [script_key, encoder.model_id, encoder.fingerprint])
+def embed_key(script_key: str, config: RunConfig, model: ModelIdentity) -> str:
+    templates = {"step_template": config.step_template, "name_template": config.name_template, "dtype": model.dtype_name}
+    return stage_key(STAGE, VERSION, templates, [script_key, model.model_id, model.fingerprint])
 
 
 ROW_KIND = {"steps": "step", "attributes": "attribute", "subtexts": "subtext"}
@@ -71,7 +68,7 @@ def encode_texts(
             continue
         started = time.perf_counter()
         try:
-            key = embed_key(script_key, config, encoder)
+            key = embed_key(script_key, config, encoder.identity)
             path = workdir.step_embeddings_path(key)
             stored = check(workdir, path)
             if stored is Stored.OK:
@@ -80,7 +77,7 @@ def encode_texts(
             else:
                 texts = texts_to_encode(spec, kind, read_script_steps(workdir.script_path(script_key)), config)
                 embeddings, encoded = embed_texts_cached(encoder, [text for _, _, text in texts], workdir.text_cache_dir)
-                write_text_embeddings(path, class_id=spec.class_id, texts=texts, embeddings=embeddings, model=encoder.model_id, embed_key=key)
+                write_text_embeddings(path, class_id=spec.class_id, texts=texts, embeddings=embeddings, model=encoder.identity.model_id, embed_key=key)
                 result.encoded_texts += encoded
                 note = CORRUPT_NOTE if stored is Stored.CORRUPT else None
                 rows.append(StatusRow(STAGE, spec.class_id, "ok", key, message=note, seconds=time.perf_counter() - started))
@@ -90,10 +87,3 @@ def encode_texts(
             rows.append(StatusRow.failed(STAGE, spec.class_id, exc, time.perf_counter() - started, key=script_key))
     write_status(workdir, run_id, STAGE, "all", rows)
     return result
-
-
-@task(name="encode-texts", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def encode_texts_task(
-    workdir: Workdir, run_id: str, scripts: dict[str, tuple[ClassSpec, str]], written: list[ScriptsResult], config: RunConfig
-) -> TextsResult:
-    return encode_texts(workdir, run_id, scripts, written, config)

@@ -17,10 +17,10 @@ from actalign.actionatlas import (
     _download_from_hub,
     class_id_for,
     load_actionatlas,
-    video_specs,
     parse_choices,
     parse_obfuscation,
     question_classes,
+    video_specs,
 )
 from actalign.classes import ClassSpec
 from actalign.errors import InputError

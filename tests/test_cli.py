@@ -143,11 +143,11 @@ def test_status_and_gc_refuse_bad_input_with_exit_code_2(tmp_path):
 
 
 def test_demo_fallback_prints_a_hostile_model_name_as_text_not_markup():
-    from actalign.cli.demo import _loadable_model
+    from actalign.cli.demo import loadable_model
     from actalign.cli.display import console
 
     with console.capture() as captured:
-        chosen = _loadable_model("[bold]no/such[/]")
+        chosen = loadable_model("[bold]no/such[/]")
     assert chosen == "toy-shapes"
     text = " ".join(captured.get().split())
     assert "'[bold]no/such[/]' cannot be loaded" in text and "Running the demo with toy-shapes" in text

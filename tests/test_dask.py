@@ -20,16 +20,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 from pydantic import ValidationError
+from test_pipeline import config_for, query
 
 import actalign.flows.pipeline
 from actalign.config import DownloadSettings, RunConfig
-from actalign.manifest import VideoSpec
-from actalign.scorers import Calibration
 from actalign.flows.pipeline import run_pipeline, shard_outcome, task_runner
 from actalign.flows.placement import encoding_placement
+from actalign.manifest import VideoSpec
+from actalign.scorers import Calibration
 from actalign.storage.workdir import Workdir
 from actalign.tasks.plan import TORCH_THREADS_ENV, torch_threads
-from test_pipeline import config_for, query
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

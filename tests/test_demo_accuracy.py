@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from actalign.caveats import TOY_BANNER, UNTRAINED_BANNER
-from actalign.demo_data import write_video
 from actalign.cli.main import app
+from actalign.demo_data import write_video
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "toy_shapes")
 

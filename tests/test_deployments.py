@@ -17,15 +17,15 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from llm_server import LLMServer, good
+from prefect_server import BIN, background, prefect_server, tail
 from typer.testing import CliRunner
 
 import actalign
-from actalign.config import RunConfig
-from actalign.llm.prompts import load_template
 from actalign.cli.main import app
 from actalign.cli.prompt import PUBLISHED_EVENT
-from llm_server import LLMServer, good
-from prefect_server import BIN, background, prefect_server, tail
+from actalign.config import RunConfig
+from actalign.llm.prompts import load_template
 
 REPO = Path(__file__).resolve().parents[1]
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}

@@ -27,10 +27,10 @@ from actalign.errors import VideoDecodeError
 from actalign.frames import DECODE_STATS, iter_sampled_frames, sample_frames
 from actalign.manifest import VideoSpec
 from actalign.models import Encoder, clear_encoder_cache, load_encoder
-from actalign.text_cache import TextEmbeddingCache, clear_text_caches, embed_texts_cached
 from actalign.storage.embeddings import read_frame_embeddings, read_frame_times
 from actalign.storage.workdir import Workdir
 from actalign.tasks.acquire import STAGE, acquire_videos
+from actalign.text_cache import TextEmbeddingCache, clear_text_caches, embed_texts_cached
 
 CLIPS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 NO_CLIPS = f"real clips not found at {CLIPS_DIR} (a fresh clone has no ../shared/clips)"
@@ -247,7 +247,7 @@ def test_settings_record_what_the_encoder_uses():
     settings = encoder.settings()
     assert settings["device"] == "cpu" and settings["dtype"] == "bfloat16" and settings["autocast"] is True
     assert settings["batch_size"] == 3 and settings["compile"] is False and settings["pinned_memory"] is False
-    assert settings["torch_threads"] == torch.get_num_threads() and settings["fingerprint"] == encoder.fingerprint
+    assert settings["torch_threads"] == torch.get_num_threads() and settings["fingerprint"] == encoder.identity.fingerprint
     assert load_encoder("tiny-random", batch_size=3, bf16=True) is encoder  # the same precision, one encoder
     assert load_encoder("tiny-random", batch_size=3).settings()["dtype"] == "float32"
 

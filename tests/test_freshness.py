@@ -16,11 +16,11 @@ import duckdb
 import pytest
 
 from actalign.config import RunConfig
-from actalign.tiny_model import tiny_random_path
 from actalign.flows.pipeline import RunSummary, run_pipeline
 from actalign.storage.workdir import Workdir
 from actalign.tasks.freshness import STALE, plan_run
 from actalign.tasks.plan import encoder_for, read_inputs
+from actalign.tiny_model import tiny_random_path
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -154,20 +154,20 @@ def test_status_plans_without_running(inputs, tmp_path, monkeypatch):
     workdir = tmp_path / "work"
     config = RunConfig(videos=inputs["all6"], classes=inputs["classes"], workdir=workdir, model="tiny-random", shard_size=3)
     store = Workdir.open(workdir)
-    plan = plan_run(store, config, read_inputs(config), encoder_for(config))
+    plan = plan_run(store, config, read_inputs(config), encoder_for(config).identity)
     assert {stage: len(plan.stale(stage)) for stage in ("acquire", "scripts", "step_embeddings", "score")} == {
         "acquire": VIDEOS, "scripts": CLASSES, "step_embeddings": CLASSES, "score": VIDEOS * CLASSES * 2,
     }
     assert not [p for p in (workdir / "store").rglob("*.parquet") if p.stem != "_schema"]
     summary = run_pipeline(config)
-    after = plan_run(store, config, read_inputs(config), encoder_for(config))
+    after = plan_run(store, config, read_inputs(config), encoder_for(config).identity)
     assert summary.state == "completed" and all(item.state != STALE for item in after.items)
 
     # A stage version bumped in the code (its logic changed): that stage's items are stale, and say why.
     import actalign.tasks.score
 
     monkeypatch.setattr(actalign.tasks.score, "VERSION", actalign.tasks.score.VERSION + 1)
-    bumped = plan_run(store, config, read_inputs(config), encoder_for(config))
+    bumped = plan_run(store, config, read_inputs(config), encoder_for(config).identity)
     assert {stage: len(bumped.stale(stage)) for stage in ("acquire", "scripts", "step_embeddings", "score")} == {
         "acquire": 0, "scripts": 0, "step_embeddings": 0, "score": VIDEOS * CLASSES * 2,
     }

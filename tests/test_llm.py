@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from llm_server import Call, LLMServer, Reply, answer, candidates_of, error, good, good_answer, sequence, steps_for
 
 from actalign.errors import InputError, ItemError
 from actalign.llm import (
@@ -26,7 +27,6 @@ from actalign.llm import (
 )
 from actalign.llm.validate import AnswerParseError, AnswerValidationError, match_candidates, parse_json_answer, validate_answer
 from actalign.scripts import make_provider
-from llm_server import Call, LLMServer, Reply, answer, candidates_of, error, good, good_answer, sequence, steps_for
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
 SKATING = ["Sit spin", "Biellmann spin", "Camel spin"]  # sorted in prompts: Biellmann, Camel, Sit

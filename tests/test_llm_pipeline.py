@@ -9,13 +9,12 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
+from llm_server import LLMServer, Reply, answer, candidates_of, good, steps_for
 
 import actalign
-
 from actalign.config import RunConfig
-from actalign.llm import LLMSettings
 from actalign.flows.pipeline import run_pipeline
-from llm_server import LLMServer, Reply, answer, candidates_of, good, steps_for
+from actalign.llm import LLMSettings
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 SECRET = "sk-test-never-stored-0123456789"

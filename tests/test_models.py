@@ -6,28 +6,22 @@ preprocessing and identity, never accuracy.
 
 from __future__ import annotations
 
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import huggingface_hub
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from actalign.caveats import UNTRAINED_BANNER, UNTRAINED_MARKER
 from actalign.errors import InputError, ModelNotFoundError
-from actalign.models import (
-    DEFAULT_BATCH_SIZE,
-    REGISTRY,
-    UNTRAINED_BANNER,
-    Encoder,
-    choose_device,
-    clear_encoder_cache,
-    hub_reachable,
-    load_encoder,
-    tiny_random_path,
-)
-from actalign.tiny_model import UNTRAINED_MARKER
+from actalign.models import DEFAULT_BATCH_SIZE, Encoder, choose_device, clear_encoder_cache, load_encoder
+from actalign.registry import REGISTRY, ModelNotLocalError, hub_reachable, read_identity
+from actalign.tiny_model import tiny_random_path
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -76,17 +70,47 @@ def test_tiny_model_loads_through_from_pretrained(enc: Encoder, tiny_dir: Path):
     assert type(enc.model).__name__ == "SiglipModel"
     assert enc.model.name_or_path == str(tiny_dir)
     assert type(enc.tokenizer).__name__ == "SiglipTokenizer"
-    assert enc.trained is False
-    assert enc.model_ref == "tiny-random" and enc.model_id == "tiny-random"
-    assert (enc.device, enc.dtype_name, enc.batch_size) == ("cpu", "float32", 3)
+    assert enc.identity.trained is False
+    assert enc.identity.ref == "tiny-random" and enc.identity.model_id == "tiny-random"
+    assert (enc.device, enc.identity.dtype_name, enc.batch_size) == ("cpu", "float32", 3)
     assert enc.image_size == (32, 32) and enc.embed_dim == 32 and enc.text_max_length == 64
 
 
 def test_logit_parameters_come_from_the_checkpoint(enc: Encoder, tiny_dir: Path):
     weights = load_file(tiny_dir / "model.safetensors")
-    assert enc.logit_scale == pytest.approx(weights["logit_scale"].item())
-    assert enc.logit_bias == pytest.approx(weights["logit_bias"].item())
-    assert enc.logit_scale != 0.0  # the random init zeroes it; the build sets a real-looking value
+    assert enc.identity.logit_scale == pytest.approx(weights["logit_scale"].item())
+    assert enc.identity.logit_bias == pytest.approx(weights["logit_bias"].item())
+    assert enc.identity.logit_scale != 0.0  # the random init zeroes it; the build sets a real-looking value
+
+
+def test_identity_is_read_from_the_files_exactly_as_loading_finds_it(enc: Encoder, tiny_dir: Path):
+    """`status` plans with the identity read from the folder; the keys it computes must be the run's."""
+    assert read_identity("tiny-random") == enc.identity
+    assert read_identity(str(tiny_dir)) == load_encoder(str(tiny_dir), batch_size=3).identity
+    assert read_identity("tiny-random", "bfloat16") == load_encoder("tiny-random", batch_size=3, bf16=True).identity
+
+
+def test_identity_of_a_model_not_on_this_machine_says_what_a_run_would_do(tiny_dir: Path):
+    with pytest.raises(ModelNotLocalError, match="Hugging Face cache"):
+        read_identity("google/siglip-base-patch16-224", revision="main")
+    with pytest.raises(InputError, match="--revision"):
+        read_identity("tiny-random", revision="v1")
+
+
+def test_a_hub_revision_is_part_of_the_model_id(tmp_path: Path, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """A model in the Hugging Face cache layout: the revision names the snapshot and is part of the key."""
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))  # read at call time
+    repo = hub / "models--local--tiny-siglip"
+    for commit, ref in (("a" * 40, "main"), ("b" * 40, "v2")):
+        shutil.copytree(tiny_dir, repo / "snapshots" / commit)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+    (repo / "snapshots" / ("b" * 40) / "config.json").write_text((tiny_dir / "config.json").read_text() + " ")
+    main, v2 = read_identity("local/tiny-siglip"), read_identity("local/tiny-siglip", revision="v2")
+    assert (main.model_id, v2.model_id) == ("local/tiny-siglip", "local/tiny-siglip@v2")
+    assert main.fingerprint != v2.fingerprint and v2.revision == "v2"
+    assert load_encoder("local/tiny-siglip", revision="v2", batch_size=3).identity == v2
 
 
 @pytest.mark.parametrize("size", [(32, 32), (45, 61)], ids=["at_image_size", "resized"])
@@ -135,11 +159,11 @@ def test_cache_and_fingerprint(enc: Encoder, tiny_dir: Path):
     assert load_encoder("tiny-random", batch_size=3) is enc
     default = load_encoder("tiny-random")
     assert default is not enc and default.batch_size == DEFAULT_BATCH_SIZE["cpu"] == 32
-    assert len(enc.fingerprint) == 16 and int(enc.fingerprint, 16) >= 0
+    assert len(enc.identity.fingerprint) == 16 and int(enc.identity.fingerprint, 16) >= 0
 
     clear_encoder_cache()
     reloaded = load_encoder("tiny-random", batch_size=3)
-    assert reloaded is not enc and reloaded.fingerprint == enc.fingerprint
+    assert reloaded is not enc and reloaded.identity.fingerprint == enc.identity.fingerprint
 
 
 def test_concurrent_loads_share_one_encoder(tiny_dir: Path):
@@ -150,9 +174,9 @@ def test_concurrent_loads_share_one_encoder(tiny_dir: Path):
 
 def test_local_folder_works_as_model(enc: Encoder, tiny_dir: Path):
     by_path = load_encoder(str(tiny_dir), batch_size=3)
-    assert by_path.model_id == str(tiny_dir.resolve()) and by_path.model_ref == str(tiny_dir)
-    assert by_path.trained is False  # from the ACTALIGN_UNTRAINED marker, not from the registry
-    assert by_path.fingerprint == enc.fingerprint
+    assert by_path.identity.model_id == str(tiny_dir.resolve()) and by_path.identity.ref == str(tiny_dir)
+    assert by_path.identity.trained is False  # from the ACTALIGN_UNTRAINED marker, not from the registry
+    assert by_path.identity.fingerprint == enc.identity.fingerprint
     batch = frames(4, 32, 32, seed=2)
     np.testing.assert_allclose(by_path.embed_images(batch), enc.embed_images(batch), atol=1e-6, rtol=0)
 
@@ -195,7 +219,7 @@ def test_choose_device():
 
 def test_bf16_autocast_runs_on_cpu_and_is_close(enc: Encoder):
     half = load_encoder("tiny-random", batch_size=3, bf16=True)
-    assert half.dtype_name == "bfloat16"
+    assert half.identity.dtype_name == "bfloat16"
     batch = frames(5, 32, 32, seed=3)
     for full_emb, half_emb in (
         (enc.embed_images(batch), half.embed_images(batch)),

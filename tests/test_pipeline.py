@@ -14,9 +14,9 @@ import duckdb
 import pytest
 
 from actalign.config import RunConfig
+from actalign.flows.pipeline import RunSummary, run_pipeline
 from actalign.frames import DECODE_STATS
 from actalign.scorers import SCORER_NAMES
-from actalign.flows.pipeline import RunSummary, run_pipeline
 from actalign.storage.workdir import Workdir
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

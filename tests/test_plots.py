@@ -10,8 +10,8 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from actalign.plots import plot_alignment
 from actalign.align import align_many
+from actalign.plots import plot_alignment
 
 PATH_RGB = np.array([0xFF, 0x2D, 0x55])  # the path colour of actalign.plots
 VIRIDIS_0 = np.array([68, 1, 84])  # viridis at affinity 0

@@ -11,12 +11,10 @@ error is at most 0.025. ``python -m benchmarks.bench_scorers`` prints the whole 
 
 from __future__ import annotations
 
-
 import pytest
 
-from benchmarks.proxies import PROXIES, accuracy, make_trials
-
 from actalign.scorers import SCORER_NAMES, make_scorer
+from benchmarks.proxies import PROXIES, accuracy, make_trials
 
 TRIALS, SEED, CHANCE = 400, 0, 0.2
 ORDER_FREE = ("mean-pool", "max-pool", "attribute-saliency", "attribute-saliency-augmented", "storyboard", "ost")

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from actalign.config import RunConfig
 from actalign.cli.main import app
+from actalign.config import RunConfig
 from actalign.flows.pipeline import run_pipeline
 from actalign.storage.integrity import CORRUPT_NOTE
 from actalign.storage.records import RunRecord, mark_interrupted, now, write_run

@@ -1,0 +1,98 @@
+"""Models built on this machine rather than downloaded: where each lives, and how it is built.
+
+Where a built model lives is known without torch, so its identity can be read
+(``actalign.registry``) before anything is built or loaded; the builders import
+torch and transformers only when called.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from actalign.toy_recipe import RECIPE
+
+
+@dataclass(frozen=True)
+class RandomTowerSize:
+    """Width and depth of both towers of an untrained SigLIP; ``folder`` names its cache entry."""
+
+    folder: str  # bump its suffix whenever the build in actalign.tiny_model changes
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    image_size: int
+    patch_size: int
+
+
+TINY = RandomTowerSize("tiny-random-v1", 32, 64, 2, 4, 32, 8)
+# The shape of google/siglip-base-patch16-224 (about 200 M parameters): realistic speed, meaningless numbers.
+BASE = RandomTowerSize("base-random-v1", 768, 3072, 12, 12, 224, 16)
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    folder_name: Callable[[], str]  # its folder in the models cache
+    build: Callable[[], Path]  # builds it the first time; returns the folder
+
+    def folder(self) -> Path:
+        return models_cache_dir() / self.folder_name()
+
+
+def _random(size: RandomTowerSize) -> Path:
+    from actalign.tiny_model import random_model_path
+
+    return random_model_path(size)
+
+
+def _toy() -> Path:
+    from actalign.toy_model import toy_shapes_path
+
+    return toy_shapes_path()
+
+
+# By registry source ("builtin:<name>", see actalign.registry.REGISTRY).
+BUILTIN: dict[str, BuiltinModel] = {
+    "builtin:tiny-random": BuiltinModel(lambda: TINY.folder, lambda: _random(TINY)),
+    "builtin:base-random": BuiltinModel(lambda: BASE.folder, lambda: _random(BASE)),
+    "builtin:toy-shapes": BuiltinModel(RECIPE.folder, _toy),
+}
+
+_BUILD_LOCK = threading.Lock()
+
+
+def models_cache_dir() -> Path:
+    """Where built models live: ``$ACTALIGN_CACHE/models`` or ``~/.cache/actalign/models``."""
+    root = os.environ.get("ACTALIGN_CACHE")
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "actalign"
+    return base / "models"
+
+
+def built_model_path(name: str, marker: str, build: Callable[[Path], None]) -> Path:
+    """The cache folder ``name``, built by ``build`` the first time; ``marker`` is the file that says it is complete.
+
+    Safe against concurrent builders: each builds in a private temporary sibling
+    and renames it into place; a loser of the race discards its copy.
+    """
+    final = models_cache_dir() / name
+    with _BUILD_LOCK:
+        if (final / marker).is_file():
+            return final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
+        try:
+            build(tmp)
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / marker).is_file():
+                raise  # not a lost race: a real failure
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
