@@ -58,13 +58,16 @@ def timed_lines(argv: list[str], env: dict[str, str]) -> tuple[float, list[tuple
     return total, lines
 
 
-def silences(total: float, lines: list[tuple[float, str]]) -> dict[str, object]:
-    """When the first line came, and the longest gap between lines (with the line it followed)."""
+def silences(total: float, lines: list[tuple[float, str]], top: int = 3) -> dict[str, object]:
+    """When the first line came, and the ``top`` longest gaps between lines with the line each followed."""
     stamps = [0.0] + [t for t, _ in lines] + [total]
     texts = ["(start)"] + [text for _, text in lines]
-    gaps = [(stamps[i + 1] - stamps[i], texts[i]) for i in range(len(stamps) - 1)]
-    longest, after = max(gaps)
-    return {"first_line_s": round(lines[0][0], 2) if lines else None, "longest_silence_s": round(longest, 2), "silent_after": after[:100], "total_s": round(total, 2)}
+    gaps = sorted(((stamps[i + 1] - stamps[i], texts[i]) for i in range(len(stamps) - 1)), reverse=True)[:top]
+    return {
+        "first_line_s": round(lines[0][0], 2) if lines else None,
+        "longest_silences": [{"s": round(gap, 2), "after": after[-100:]} for gap, after in gaps],
+        "total_s": round(total, 2),
+    }
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -32,14 +32,16 @@ def print_model_banner(banner: str | None) -> None:
 
 
 @contextmanager
-def working(message: str) -> Iterator[None]:
-    """A spinner beside ``message`` while something slow runs, so no pause is silent; in a log, the message as a line."""
+def working(message: str) -> Iterator[Callable[[str], None]]:
+    """A spinner beside ``message`` while something slow runs, so no pause is silent; in a log, the message as a line.
+
+    Yields a function that names the current step (beside the spinner, or as an indented line in a log)."""
     if not console.is_terminal:
         console.print(message, highlight=False, markup=False)
-        yield
+        yield lambda step: console.print(f"  {step}", highlight=False, markup=False)
         return
-    with console.status(escape(message)):
-        yield
+    with console.status(escape(message)) as status:
+        yield lambda step: status.update(escape(f"{message} {step}"))
 
 
 def print_error(message: str) -> None:

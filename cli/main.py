@@ -306,10 +306,11 @@ def report(
         print_error(f"workdir {workdir} does not exist")
         raise typer.Exit(2)
     try:
-        paths = write_report(
-            Workdir.open(workdir), run_id, formats=formats, compare=compare or (), baseline=baseline, videos=video or (),
-            worst=worst, heatmap_scorer=scorer, out_dir=out, resamples=resamples, seed=seed,
-        )
+        with working(f"report of run {run_id or '(the latest)'}:") as step:
+            paths = write_report(
+                Workdir.open(workdir), run_id, formats=formats, compare=compare or (), baseline=baseline, videos=video or (),
+                worst=worst, heatmap_scorer=scorer, out_dir=out, resamples=resamples, seed=seed, progress=step,
+            )
     except InputError as exc:
         print_error(str(exc))
         raise typer.Exit(2) from exc

@@ -33,7 +33,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -181,6 +181,7 @@ def build_report(
     resamples: int = stats.RESAMPLES,
     seed: int = stats.SEED,
     level: float = stats.LEVEL,
+    progress: Callable[[str], None] = lambda step: None,
 ) -> Report:
     """Gather everything the report shows; draws its figures into ``<out_dir>/figures``.
 
@@ -189,7 +190,7 @@ def build_report(
     scorer. ``videos``: draw these videos' heatmaps, else the ``worst`` errors by margin of
     ``heatmap_scorer`` (default actalign, else the run's first alignment scorer). Raises InputError for
     an unknown run, scorer or video. ``final``: record fields (state, finished_at, n_failed) of a run
-    that writes its final record only after its report.
+    that writes its final record only after its report. ``progress`` hears the name of each step as it starts.
     """
     if worst < 0:
         raise InputError(f"--worst must be 0 or more, got {worst}")
@@ -223,6 +224,7 @@ def build_report(
             method={"intervals": "percentile bootstrap over videos", "resamples": resamples, "seed": seed, "level": level,
                     "ties": "count against the true label", "description": stats.method_note(resamples, seed, level)},
         )
+        progress(f"accuracy with {resamples} bootstrap resamples")
         accuracy = tables.accuracy_rows(s, [run_id], **options)
         n_labelled = s.sql("SELECT count(*) FROM videos WHERE run_id = ? AND label IS NOT NULL", [run_id]).rows[0][0]
         report.tables.append(
@@ -246,6 +248,7 @@ def build_report(
             comparison_rows.insert(0, base)
         comparison_rows.sort(key=lambda row: row != base)  # the baseline first, the rest in order
         if len(comparison_rows) > 1 and n_labelled:
+            progress(f"comparison of {len(comparison_rows)} scorers and runs")
             rows = tables.comparison_rows(s, comparison_rows, base, **options)
             report.tables.append(
                 Table(
@@ -257,8 +260,10 @@ def build_report(
                     f"95 % paired percentile bootstrap, {resamples} resamples, seed {seed}. The top-k columns use each row's own scored videos.",
                 )
             )
+        progress("accuracy per domain")
         by_domain = tables.accuracy_rows(s, [run_id], by_domain=True, **options)
         report.tables.append(Table("by_domain", "Accuracy per domain", DOMAIN_COLUMNS, by_domain, note="Intervals: as above (top-1)."))
+        progress("disagreements, worst errors, predictions and failures")
         if len(scorers) >= 2:
             a = base[1] if base[0] == run_id and base[1] in scorers else scorers[0]
             b = heat_scorer if heat_scorer and heat_scorer != a else next(sc for sc in scorers if sc != a)
@@ -296,6 +301,7 @@ def build_report(
         report.tables.append(_result_table("failures", "Failures", failures, limit=MAX_FAILURES))
         margins = tables.margins(s, run_id)
     if figures:
+        progress("figures")
         figure_dir = out_dir / "figures"
         if any(row["n"] for row in by_domain):
             report.figures.append(
@@ -308,6 +314,7 @@ def build_report(
                            "Margin = the true class's score minus the best other candidate's score, per scored video; right of 0 = ranked first.")
             )
         if heat_scorer:
+            progress(f"alignment heatmaps of {len(chosen)} videos")
             report.heatmaps = _draw_heatmaps(workdir, run_id, heat_scorer, chosen, figure_dir / "heatmaps")
     return report
 
