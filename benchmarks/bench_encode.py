@@ -130,7 +130,8 @@ def bare_rate(encoder, batches: int) -> tuple[float, int]:
 
 
 def tiny224_path() -> Path:
-    from actalign.tiny_model import RandomTowerSize, random_model_path
+    from actalign.builtin_models import RandomTowerSize
+    from actalign.tiny_model import random_model_path
 
     return random_model_path(RandomTowerSize(TINY224_FOLDER, 32, 64, 2, 4, 224, 32))
 

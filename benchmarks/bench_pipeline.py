@@ -566,10 +566,10 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     import prefect  # noqa: F401
     import torch
 
+    from actalign.caveats import UNTRAINED_BANNER
     from actalign.cli.environment import quiet_libraries
     from actalign.config import DEFAULT_SHARD_SIZE, RunConfig
     from actalign.flows.pipeline import run_pipeline  # noqa: F401 - imports belong to the fixed costs
-    from actalign.models import UNTRAINED_BANNER
     from actalign.scorers import DEFAULT_SCORERS
     from actalign.tasks.plan import encoder_for
 

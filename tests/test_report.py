@@ -16,9 +16,9 @@ import pytest
 from test_queries import RUN_A, RUN_B, generate, write_workdir
 from typer.testing import CliRunner
 
+from actalign.caveats import UNTRAINED_BANNER
 from actalign.cli.main import app
 from actalign.config import RunConfig
-from actalign.models import UNTRAINED_BANNER
 from actalign.tasks.report import MARKDOWN_ARTIFACT_KEY, TABLE_ARTIFACT_KEY, build_report, render_html, render_json, render_markdown, write_files
 
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)

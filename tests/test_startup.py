@@ -78,3 +78,18 @@ def test_status_plans_without_loading_the_model(demo_options: list[str], tmp_pat
     assert not imported_modules(["status", *demo_options], tmp_path) & set(HEAVY)
     done = subprocess.run([*ACTALIGN, "status", *demo_options], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert "never computed" in done.stdout and "UNTRAINED MODEL" in done.stdout, done.stdout
+    assert done.stdout.startswith("6 videos, 6 classes")
+
+
+def test_limit_takes_the_first_videos_and_is_part_of_the_config(demo_options: list[str], tmp_path: Path):
+    done = subprocess.run([*ACTALIGN, "status", *demo_options, "--limit", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("2 videos, 6 classes"), done.stdout + done.stderr
+    config = subprocess.run([*ACTALIGN, "config", *demo_options, "--limit", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "\nlimit: 2\n" in config.stdout
+    refused = subprocess.run([*ACTALIGN, "status", *demo_options, "--limit", "0"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--limit" in refused.stderr
+
+
+def test_a_revision_applies_to_hub_models_only(demo_options: list[str], tmp_path: Path):
+    done = subprocess.run([*ACTALIGN, "status", *demo_options, "--revision", "v2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--revision 'v2' applies to Hugging Face hub models only" in " ".join(done.stderr.split()), done.stderr

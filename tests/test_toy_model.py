@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from transformers import SiglipImageProcessorPil, SiglipModel, SiglipTokenizer
 
 from actalign.caveats import TOY_BANNER, TOY_MARKER, UNTRAINED_BANNER
-from actalign.models import REGISTRY, Encoder, load_encoder
+from actalign.models import Encoder, load_encoder
+from actalign.registry import REGISTRY
 from actalign.toy_model import RECIPE, RECIPE_FILE, caption_accuracy, toy_shapes_path, train
 
 SMALL = replace(RECIPE, steps=3, batch_size=8)
