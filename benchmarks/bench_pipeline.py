@@ -74,7 +74,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-# Stage functions timed inside the flow: (module, attribute, label, parent). parent None: top-level work, what the
+# Stage functions timed inside the flow: (module, attribute, label, parent); a stage is timed where its Prefect
+# task calls it (actalign.tasks.prefect_tasks). parent None: top-level work, what the
 # flow or a task body runs. A nested one counts under the top-level work running in its thread (the declared parent
 # when none is). Attributes that are gone from the code are reported, not fatal.
 TIMED = [
@@ -85,14 +86,14 @@ TIMED = [
     ("actalign.flows.pipeline", "plan_run", "freshness plan", None),
     ("actalign.tasks.freshness", "Plan.write", "freshness plan: write", None),
     ("actalign.flows.pipeline", "write_status", "status rows (flow)", None),
-    ("actalign.tasks.scripts", "write_scripts", "scripts", None),
-    ("actalign.tasks.texts", "encode_texts", "texts", None),
-    ("actalign.tasks.acquire", "acquire_videos", "acquire", None),
-    ("actalign.tasks.score", "score_videos", "score", None),
+    ("actalign.tasks.prefect_tasks", "write_scripts", "scripts", None),
+    ("actalign.tasks.prefect_tasks", "encode_texts", "texts", None),
+    ("actalign.tasks.prefect_tasks", "acquire_videos", "acquire", None),
+    ("actalign.tasks.prefect_tasks", "score_videos", "score", None),
     ("actalign.flows.pipeline", "refresh_views", "views (DuckDB)", None),
-    ("actalign.tasks.report", "build_report", "report: queries and tables", None),
-    ("actalign.tasks.report", "write_files", "report: report.md", None),
-    ("actalign.tasks.report", "publish_artifacts", "report: Prefect artifacts", None),
+    ("actalign.tasks.prefect_tasks", "build_report", "report: queries and tables", None),
+    ("actalign.tasks.prefect_tasks", "write_files", "report: report.md", None),
+    ("actalign.tasks.prefect_tasks", "publish_artifacts", "report: Prefect artifacts", None),
     # nested
     ("actalign.tasks.acquire", "file_fingerprint", "file fingerprint (hash the video)", "acquire"),
     ("actalign.tasks.acquire", "check", "integrity check (Parquet footer)", "acquire"),

@@ -147,7 +147,7 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         "step_embeddings": sorted(texts.embed_keys.values()),
     }
     refresh_views(workdir)
-    final = {"state": record.state, "finished_at": record.finished_at, "n_failed": n_failed}
+    final = {"state": record.state, "finished_at": record.finished_at, "n_failed": n_failed, "stage_keys": record.stage_keys}
     report = write_report_task(workdir, run_id, final)  # report.md, and the Prefect table and markdown artifacts
     write_run(workdir, record)  # last: a run recorded as completed has every output, its report included
     return RunSummary(

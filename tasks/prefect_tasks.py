@@ -20,6 +20,7 @@ from actalign.scorers import Calibration
 from actalign.storage.workdir import Workdir
 from actalign.tasks.acquire import AcquireResult, acquire_videos
 from actalign.tasks.report import build_report, publish_artifacts, write_files
+from actalign.tasks.results import write_results
 from actalign.tasks.score import ScoreResult, score_videos
 from actalign.tasks.scripts import ScriptAssignment, ScriptsResult, write_scripts
 from actalign.tasks.texts import TextsResult, encode_texts
@@ -61,6 +62,7 @@ def write_report_task(workdir: Workdir, run_id: str, final: Mapping[str, Any] | 
     """The run's ``report.md`` (no heatmaps: ``actalign report`` draws them) and its Prefect artifacts."""
     report = build_report(workdir, run_id, worst=0, out_dir=workdir.run_dir(run_id), final=final)
     path = write_files(report, ("md",))["md"]
+    write_results(workdir, run_id, final)  # results.json: a result file, not an artifact, so its failure fails the task
     try:
         publish_artifacts(report)
     except Exception as exc:  # the results are on disk; a missing artifact must not fail the run

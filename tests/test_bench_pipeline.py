@@ -39,6 +39,6 @@ def test_bench_pipeline_small(tmp_path, capsys):
     assert runs["cold"]["stages"]["acquire"]["calls"] == runs["cold"]["stages"]["score"]["calls"] == 3  # one per shard
     assert "report: queries and tables" in runs["rerun"]["stages"]
 
-    import actalign.tasks.acquire
+    import actalign.tasks.prefect_tasks
 
-    assert not hasattr(actalign.tasks.acquire.acquire_videos, "__wrapped__")  # the timers are removed afterwards
+    assert not hasattr(actalign.tasks.prefect_tasks.acquire_videos, "__wrapped__")  # the timers are removed afterwards
