@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from actalign.download import DownloadOptions
 from actalign.frames import DEFAULT_FPS
@@ -125,6 +125,15 @@ class RunConfig(BaseModel):
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"template {value!r} may use only {{step}}, {{action}} and {{domain}}: {exc}") from exc
         return value
+
+
+def make_config(settings: dict[str, Any]) -> RunConfig:
+    """A validated RunConfig, or one ValueError listing every bad field (``fps: ...``), not pydantic's traceback."""
+    try:
+        return RunConfig(**settings)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"] for e in exc.errors())
+        raise ValueError(f"invalid options: {problems}") from None
 
 
 def render_text(template: str, *, domain: str | None, step: str = "", action: str = "") -> str:

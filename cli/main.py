@@ -11,12 +11,11 @@ from typing import Annotated, Optional
 
 import typer
 import yaml
-from pydantic import ValidationError
 
 from actalign.cli.display import console, print_error, print_model_banner, print_result, working
 from actalign.cli.environment import prepare_prefect, quiet_libraries, start_prefect
 from actalign.cli.prompt import prompt_app
-from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, RunConfig
+from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, RunConfig, make_config
 from actalign.demo_data import DEMO_SETS
 from actalign.errors import InputError
 from actalign.frames import DEFAULT_FPS
@@ -320,10 +319,9 @@ def report(
 
 def _config(settings: dict) -> RunConfig:
     try:
-        return RunConfig(**settings)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        print_error(f"invalid options: {problems}")
+        return make_config(settings)
+    except ValueError as exc:
+        print_error(str(exc))
         raise typer.Exit(2) from exc
 
 

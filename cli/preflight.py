@@ -22,7 +22,8 @@ def preflight(config: RunConfig, credentials: bool = True) -> tuple[Inputs, Enco
     from actalign.tasks.plan import encoder_for, load_inputs, read_inputs
 
     try:
-        inputs = load_inputs(config) if credentials else read_inputs(config)
+        with working("reading the inputs ..."):
+            inputs = load_inputs(config) if credentials else read_inputs(config)
         console.print(f"{len(inputs.videos)} videos, {len(inputs.classes)} classes", highlight=False)
         with working(f"loading model {config.model} ..."):
             quiet_libraries()
