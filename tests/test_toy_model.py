@@ -28,13 +28,13 @@ def test_a_real_siglip_loaded_like_any_checkpoint(toy_encoder: Encoder) -> None:
     assert isinstance(toy_encoder.model, SiglipModel)
     assert isinstance(toy_encoder.tokenizer, SiglipTokenizer)
     assert isinstance(toy_encoder.image_processor, SiglipImageProcessorPil)
-    assert REGISTRY["toy-shapes"].trained and toy_encoder.trained
+    assert REGISTRY["toy-shapes"].trained and toy_encoder.identity.trained
     card = json.loads((folder / RECIPE_FILE).read_text(encoding="utf-8"))
     assert "generated shapes only" in card["what"] and card["recipe_hash"] == RECIPE.digest()
     assert "generated images of coloured shapes only" in (folder / TOY_MARKER).read_text(encoding="utf-8")
     # the banner comes from the folder, so a copy loaded by path says the same
-    assert toy_encoder.caveat == TOY_BANNER != UNTRAINED_BANNER
-    assert load_encoder(str(folder)).caveat == TOY_BANNER
+    assert toy_encoder.identity.caveat == TOY_BANNER != UNTRAINED_BANNER
+    assert load_encoder(str(folder)).identity.caveat == TOY_BANNER
 
 
 def test_unseen_combinations_rank_their_caption_first(toy_encoder: Encoder) -> None:
