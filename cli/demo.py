@@ -7,7 +7,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from actalign.cli.display import console
+from actalign.cli.display import console, working
+from actalign.cli.environment import quiet_libraries
 from actalign.demo_data import DEMO_SETS, make_demo_dataset
 from actalign.errors import ModelNotFoundError
 from actalign.registry import built_here, hub_reachable
@@ -27,8 +28,6 @@ def prepare_demo_input(workdir: Path, videos_per_class: int, demo_set: str) -> t
 
 def loadable_model(model: str) -> str:
     """The requested model when it loads (from the hub or the local cache), else toy-shapes, said plainly."""
-    from actalign.models import load_encoder
-
     if built_here(model):
         return model
     reachable = hub_reachable()
@@ -36,7 +35,10 @@ def loadable_model(model: str) -> str:
         # Without the hub only a cached copy can load; offline mode makes that check fast instead of hanging.
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        with console.status(f"loading model {escape(model)} ..."):
+        with working(f"loading model {model} ..."):
+            from actalign.models import load_encoder
+
+            quiet_libraries()
             load_encoder(model)
         return model
     except ModelNotFoundError as exc:

@@ -13,7 +13,7 @@ import typer
 import yaml
 
 from actalign.cli.display import console, print_error, print_model_banner, print_result, working
-from actalign.cli.environment import prepare_prefect, quiet_libraries, start_prefect
+from actalign.cli.environment import prepare_prefect, start_prefect
 from actalign.cli.prompt import prompt_app
 from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, RunConfig, make_config
 from actalign.demo_data import DEMO_SETS
@@ -197,7 +197,6 @@ def demo(
         command += [part for name in scorers for part in ("--scorer", name)]
         console.print(shlex.join(command), highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(0)
-    quiet_libraries()
     config = _config(dict(videos=manifest, classes=classes_file, model=loadable_model(model), workdir=workdir, scorers=scorers))
     raise typer.Exit(_run(config, verbose))
 

@@ -19,10 +19,10 @@ def preflight(config: RunConfig, credentials: bool = True) -> tuple[Inputs, Enco
 
     ``credentials``: also check the script provider's API key (a run needs it, a status does not).
     """
-    from actalign.tasks.plan import encoder_for, load_inputs, read_inputs
-
     try:
         with working("reading the inputs ..."):
+            from actalign.tasks.plan import encoder_for, load_inputs, read_inputs
+
             inputs = load_inputs(config) if credentials else read_inputs(config)
         console.print(f"{len(inputs.videos)} videos, {len(inputs.classes)} classes", highlight=False)
         with working(f"loading model {config.model} ..."):
