@@ -51,6 +51,7 @@ from typing import Any
 
 from actalign.classes import ClassSpec, slugify
 from actalign.errors import InputError
+from actalign.ids import check_id
 from actalign.manifest import VideoSpec, read_rows
 
 log = logging.getLogger(__name__)
@@ -303,6 +304,7 @@ def _parse_row(row: Mapping[str, Any], where: str) -> Question:
     question_id = _text(row["id"])
     if not question_id:
         raise InputError(f"{where}: empty id")
+    check_id(question_id, "question id", where)
     youtube_id = _text(row["youtube_id"])
     # A URL in place of the id points at a mirror (a local copy of the videos, or a test server).
     if not (_YOUTUBE_ID.fullmatch(youtube_id) or re.match(r"(https?|file)://", youtube_id, re.IGNORECASE)):
@@ -322,6 +324,8 @@ def _parse_row(row: Mapping[str, Any], where: str) -> Question:
         choices = parse_choices(row["choices_str"] if isinstance(row["choices_str"], str) else "")
     except InputError as exc:
         raise InputError(f"{where} (id {question_id}): {exc}") from None
+    for number, choice in enumerate(choices, start=1):
+        check_id(class_id_for(domain, choice), "class id", f"{where} (id {question_id}), choice {number}")
     try:
         answer = _answer_number(row["answer"])
     except InputError as exc:

@@ -83,6 +83,7 @@ def run(
     limit: int | None = None,
     benchmark: str | None = None,
     verbose: bool = False,
+    wait: bool = True,
     **options: Any,
 ) -> Results:
     """Run the whole pipeline, as ``actalign run`` does, and return the run's results.
@@ -90,7 +91,8 @@ def run(
     ``videos`` and ``classes`` are what ``--videos`` and ``--classes`` take; ``options`` are any other
     RunConfig field (``fps=2.0``, ``provider="openai"``, ``llm={...}``; see ``actalign config``).
     Bad options raise ValueError and bad inputs InputError, both before any work starts.
-    ``verbose`` shows Prefect's logs and library warnings.
+    ``verbose`` shows Prefect's logs and library warnings. While another process writes the workdir,
+    the run waits for it, saying who on stderr; with ``wait=False`` it raises ``WorkdirBusy`` instead.
     """
     from actalign.cli.environment import prepare_prefect, quiet_libraries
     from actalign.tasks.plan import encoder_for, load_inputs
@@ -110,7 +112,7 @@ def run(
         from actalign.flows.pipeline import run_pipeline
 
         with nullcontext() if verbose else _logger_level("prefect", logging.ERROR):  # its warnings, the caveat's included
-            summary = run_pipeline(config)
+            summary = run_pipeline(config, wait=wait)
     return open_workdir(summary.workdir, summary.run_id)
 
 

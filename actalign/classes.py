@@ -18,15 +18,14 @@ has them, else written by the LLM provider with the kind's prompt template.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from actalign.errors import InputError
+from actalign.ids import check_id
+from actalign.structured_files import read_structured_file
 
 TEXT_KINDS = ("steps", "attributes", "subtexts")  # the ordered script, attribute keywords, storyboard sub-texts
 
@@ -56,17 +55,6 @@ def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def read_structured_file(path: Path, what: str) -> Any:
-    """Parse a YAML or JSON file, turning every failure into an InputError that names the file."""
-    if not path.is_file():
-        raise InputError(f"{what} file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-        return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"cannot parse {what} file {path}: {exc}") from exc
-
-
 def load_classes(path: str | Path) -> list[ClassSpec]:
     """Read and validate a classes file; every problem names the file and the class."""
     path = Path(path)
@@ -90,6 +78,7 @@ def _parse_class(entry: Any, where: str) -> ClassSpec:
     class_id = str(entry.get("id") or slugify(action)).strip()
     if not class_id:
         raise InputError(f"{where}: cannot derive an id from action {action!r}; add an 'id'")
+    check_id(class_id, "class id", where)
     domain = str(entry["domain"]).strip() if entry.get("domain") else None
     texts = {kind: _text_list(entry.get(kind), kind, f"{where} ({class_id})") for kind in TEXT_KINDS}
     return ClassSpec(class_id=class_id, action=action, domain=domain, **texts)
@@ -100,10 +89,12 @@ def _text_list(value: Any, kind: str, where: str) -> tuple[str, ...] | None:
         return None
     if not isinstance(value, list):
         raise InputError(f"{where}: '{kind}' must be a list of strings")
-    texts = tuple(str(text).strip() for text in value)
-    if any(not text for text in texts):
-        raise InputError(f"{where}: an entry of '{kind}' is empty; remove it or write it out")
-    return texts
+    for number, text in enumerate(value, start=1):
+        if not isinstance(text, str):  # str() would make texts of null, {x: 1} or 3.5
+            raise InputError(f"{where}: an entry of '{kind}' is not a text (#{number}: {text!r}); write it as a quoted string")
+        if not text.strip():
+            raise InputError(f"{where}: an entry of '{kind}' is empty (#{number}); remove it or write it out")
+    return tuple(text.strip() for text in value)
 
 
 def resolve_class(name: str, classes: dict[str, ClassSpec]) -> str | None:

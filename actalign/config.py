@@ -103,6 +103,16 @@ class RunConfig(BaseModel):
             raise ValueError(f"unknown scorer(s) {unknown}; choose from {list(SCORER_NAMES)}")
         return tuple(dict.fromkeys(value))
 
+    @field_validator("workdir")
+    @classmethod
+    def _workdir_duckdb_can_use(cls, value: Path) -> Path:
+        """DuckDB's globs find no file under a folder whose name has a backslash, and it names the WAL of
+        a database under ``a?b/`` ``a.wal?b/...``, so it cannot write one there (``[`` and ``*`` are fine)."""
+        bad = " or ".join(f"'{c}'" for c in sorted(set("\\?") & set(str(value.expanduser().resolve()))))
+        if bad:
+            raise ValueError(f"workdir {value}: DuckDB cannot work under a path with {bad}; choose another folder")
+        return value
+
     @field_validator("dask_address")
     @classmethod
     def _dask_address(cls, value: str | None) -> str | None:

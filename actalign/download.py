@@ -111,7 +111,7 @@ from typing import Any
 import av
 import yt_dlp
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
-from yt_dlp.utils import DownloadError, download_range_func
+from yt_dlp.utils import YoutubeDLError, download_range_func
 
 from actalign.errors import ItemError, SegmentOutOfRangeError, VideoNotFoundError
 from actalign.keys import stage_key
@@ -671,7 +671,7 @@ def _run(
     try:
         with _ffmpeg_location(ffmpeg_executable()), yt_dlp.YoutubeDL(params) as ydl:
             info = ydl.extract_info(_source_url(source), download=True)
-    except (DownloadError, yt_dlp.utils.ExtractorError) as exc:
+    except YoutubeDLError as exc:  # DownloadError, ExtractorError, and RequestError (a redirect or <video src> to file://)
         message = redact(_message(exc))
         error_class = _classify_exception(exc, message)
         if section or error_class is PermanentDownloadError:

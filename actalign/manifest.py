@@ -3,8 +3,8 @@
 A manifest is CSV, JSONL or Parquet with the columns
 
     video_id   (optional: the file's stem)
-    path, url or youtube_id (one is required: a file relative to the manifest's folder, a
-               file:// or http(s) URL, or a YouTube id; URLs and ids are downloaded)
+    path, url or youtube_id (one is required: a regular file, relative to the manifest's folder;
+               an http(s) or file:// URL; an 11-character YouTube id; URLs and ids are downloaded)
     start_s, end_s (optional segment, seconds)   domain (optional)
     candidates (optional; default all classes: a list in JSONL/Parquet, "a|b|c" or a JSON list in CSV)
     label (optional true class)
@@ -19,6 +19,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +32,9 @@ from urllib.request import url2pathname
 import pyarrow.parquet as pq
 
 from actalign.classes import ClassSpec, resolve_class
-from actalign.download import is_remote
+from actalign.download import YOUTUBE_ID, is_remote
 from actalign.errors import InputError
+from actalign.ids import check_id
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".ts"})
 MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".json", ".parquet")
@@ -85,13 +89,13 @@ def read_rows(path: Path, what: str = "manifest") -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as handle:
+            with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM would hide the first column's name
                 return list(csv.DictReader(handle))
         if suffix == ".jsonl":
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
             return [_json_object(line, f"{what} {path}, line {n}") for n, line in enumerate(lines, start=1) if line.strip()]
         if suffix == ".json":
-            rows = json.loads(path.read_text(encoding="utf-8"))
+            rows = json.loads(path.read_text(encoding="utf-8-sig"))
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise InputError(f"{what} {path}: expected a list of JSON objects")
             return rows
@@ -115,11 +119,11 @@ def _json_object(line: str, where: str) -> dict[str, Any]:
 
 
 def _parse_row(row: dict[str, Any], base: Path, classes: dict[str, ClassSpec], where: str) -> VideoSpec:
-    raw = next((_text(row.get(column)) for column in SOURCE_COLUMNS if _text(row.get(column))), None)
+    column, raw = next(((column, _text(row.get(column))) for column in SOURCE_COLUMNS if _text(row.get(column))), (None, None))
     if not raw:
         raise InputError(f"{where}: missing the video: give 'path' (a file, relative to the manifest's folder), 'url' or 'youtube_id'")
-    source = raw if is_remote(raw) else str(_local(raw, base))
-    video_id = _text(row.get("video_id")) or Path(raw.split("?")[0].rstrip("/")).stem or raw
+    source = _source(column, raw, base, where)
+    video_id = check_id(_text(row.get("video_id")) or Path(raw.split("?")[0].rstrip("/")).stem or raw, "video_id", where)
     start_s, end_s = _seconds(row.get("start_s"), "start_s", where), _seconds(row.get("end_s"), "end_s", where)
     if start_s is not None and start_s < 0:
         raise InputError(f"{where}: start_s is negative ({start_s})")
@@ -141,10 +145,32 @@ def _parse_row(row: dict[str, Any], base: Path, classes: dict[str, ClassSpec], w
     )
 
 
+def _source(column: str, raw: str, base: Path, where: str) -> str:
+    """A URL or YouTube id to download, or the absolute path of a regular file; checked here, before anything reads it."""
+    if "\0" in raw:
+        raise InputError(f"{where}: the {column} {raw!r} contains a NUL character; remove it")
+    if column == "youtube_id" and not YOUTUBE_ID.fullmatch(raw):
+        raise InputError(f"{where}: youtube_id {raw!r} is not a YouTube id (11 characters of A-Z a-z 0-9 _ -); give links as 'url', files as 'path'")
+    if column == "url" and not re.match(r"(https?|file)://", raw, re.IGNORECASE):
+        raise InputError(f"{where}: url {raw!r} is not an http://, https:// or file:// URL; give files as 'path'")
+    if is_remote(raw):
+        return raw
+    try:
+        path = _local(raw, base)
+        mode = path.stat().st_mode
+    except ValueError as exc:  # a NUL written as %00 in a file:// URL
+        raise InputError(f"{where}: the {column} {raw!r} names no usable path ({exc}); fix it") from exc
+    except OSError:  # missing or unreadable: that video alone fails later, as VideoNotFoundError
+        return str(path)
+    if not stat.S_ISREG(mode):  # hashing a FIFO or /dev/zero never ends
+        raise InputError(f"{where}: {path} is not a regular file (a folder, FIFO or device); give a video file as '{column}'")
+    return str(path)
+
+
 def _local(raw: str, base: Path) -> Path:
     """A file path or file:// URL, relative ones against the manifest's folder."""
     path = Path(url2pathname(urlsplit(raw).path)) if raw.lower().startswith("file://") else Path(raw)
-    return (path if path.is_absolute() else base / path).resolve()
+    return Path(os.path.realpath(path if path.is_absolute() else base / path))  # Path.resolve raises on a symlink loop
 
 
 def _resolve_all(names: Iterable[str], classes: dict[str, ClassSpec], where: str, what: str) -> list[str]:

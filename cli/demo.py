@@ -22,7 +22,7 @@ def prepare_demo_input(workdir: Path, videos_per_class: int, demo_set: str) -> t
     manifest, classes = make_demo_dataset(dest, videos_per_class=videos_per_class, demo_set=demo_set)
     n_videos = len(list((dest / "videos").glob("*.mp4")))
     console.print(f"demo input ({demo_set}: {DEMO_SETS[demo_set].description}): {n_videos} generated videos and 6 classes in", highlight=False)
-    console.print(str(dest), highlight=False, markup=False, soft_wrap=True)
+    console.print(str(dest), highlight=False, soft_wrap=True)
     return manifest, classes
 
 
@@ -49,5 +49,6 @@ def loadable_model(model: str) -> str:
             "(2 to 3 minutes the first time, then cached): it shows what the method does on the demo's shapes, "
             "and knows nothing of real video. On a machine with internet the demo uses a real SigLIP.",
             highlight=False,
+            markup=True,
         )
         return OFFLINE_MODEL

@@ -12,7 +12,9 @@ from rich.table import Table
 
 from actalign.queries.runner import Result
 
-console = Console()
+# Ids, labels, paths, SQL results and step texts are data: printed as text, never as rich markup ("[/]" would
+# crash a finished run's output, "[link=...]" hide text). A styled message passes markup=True and escapes what it quotes.
+console = Console(markup=False)
 errors = Console(stderr=True)
 
 
@@ -37,12 +39,13 @@ def working(message: str) -> Iterator[Callable[[str], None]]:
 
     Yields a function that names the current step (beside the spinner, or as an indented line in a log)."""
     if not console.is_terminal:
-        console.print(message, highlight=False, markup=False)
-        yield lambda step: console.print(f"  {step}", highlight=False, markup=False)
+        console.print(message, highlight=False)
+        yield lambda step: console.print(f"  {step}", highlight=False)
         return
-    with console.status(escape(message)) as status:
+    with console.status(escape(message)) as status:  # a status reads markup whatever the console's default
         yield lambda step: status.update(escape(f"{message} {step}"))
 
 
 def print_error(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Only the prefix is styled: ``message`` quotes user input, so it is escaped."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)

@@ -22,6 +22,7 @@ from actalign.frames import DEFAULT_FPS
 from actalign.llm import LLMSettings
 from actalign.registry import DEFAULT_MODEL, REGISTRY
 from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES
+from actalign.structured_files import read_structured_file
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(prompt_app, name="prompt")
@@ -31,7 +32,7 @@ def _print_version(asked: bool) -> None:
     if asked:
         from actalign.versions import version_text
 
-        console.print(version_text(), highlight=False, markup=False)
+        console.print(version_text(), highlight=False)
         raise typer.Exit(0)
 
 
@@ -46,12 +47,13 @@ DemoSetName = Enum("DemoSetName", {name: name for name in DEMO_SETS}, type=str)
 WorkdirOption = Annotated[Path, typer.Option("--workdir", help="Folder holding stores, runs and actalign.duckdb.")]
 ProviderOption = Annotated[str, typer.Option("--provider", help="Where scripts come from: file (steps in the classes file) or openai (an LLM writes the steps of classes that have none).")]
 LLMModelOption = Annotated[str, typer.Option("--llm-model", help="LLM model, a dated snapshot (or an Azure deployment).")]
-LLMBaseOption = Annotated[Optional[str], typer.Option("--llm-base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (Ollama); default: the OpenAI API. The key comes from OPENAI_API_KEY.")]
+LLMBaseOption = Annotated[Optional[str], typer.Option("--llm-base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (Ollama); default: the OpenAI API. The key comes from OPENAI_API_KEY (or the *_API_KEY or *_TOKEN variable that ACTALIGN_LLM_API_KEY_ENV names), never from the URL.")]
 PromptOption = Annotated[str, typer.Option("--prompt", help="Prompt template: context-rich, short-fixed, or a path to a template .yaml.")]
 TemperatureOption = Annotated[float, typer.Option("--temperature", help="LLM sampling temperature.")]
 GranularityOption = Annotated[str, typer.Option("--granularity", help="question: one LLM request per video's candidate set (contrastive); class: one per class (best reuse).")]
 LLM_DEFAULTS = LLMSettings()
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's task logs.")]
+NoWaitOption = Annotated[bool, typer.Option("--no-wait", help="When another command is writing the workdir, exit 2 naming it instead of waiting for it to finish.")]
 
 
 @app.command()
@@ -89,9 +91,10 @@ def run(
     download_concurrency: Annotated[int, typer.Option("--download-concurrency", help="Downloads at once per shard.")] = 4,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try again downloads that an earlier run found permanently unavailable.")] = False,
     verbose: VerboseOption = False,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Classify your videos: decode, embed, align every candidate's script, print predictions and accuracy."""
-    raise typer.Exit(_run(_config(_settings(locals())), verbose))
+    raise typer.Exit(_run(_config(_settings(locals())), verbose, wait=not no_wait))
 
 
 OPTION_FIELDS = {  # run options that are nested RunConfig fields; every other option is the field of its name
@@ -101,7 +104,7 @@ OPTION_FIELDS = {  # run options that are nested RunConfig fields; every other o
     "rate_limit": ("download", "rate_limit"), "download_concurrency": ("download", "concurrency"), "retry_failed": ("download", "retry_failed"),
     "scorer": ("scorers",),
 }
-NOT_FIELDS = {"ctx", "config_file", "verbose"}
+NOT_FIELDS = {"ctx", "config_file", "verbose", "no_wait"}
 
 
 def _settings(options: dict) -> dict:
@@ -127,9 +130,9 @@ def _settings(options: dict) -> dict:
 
 def _read_config_file(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        print_error(f"cannot read the configuration {path}: {exc}")
+        data = read_structured_file(path, "configuration")
+    except InputError as exc:
+        print_error(str(exc))
         raise typer.Exit(2) from exc
     if not isinstance(data, dict):
         print_error(f"the configuration {path} must be a mapping of RunConfig fields (see `actalign config`)")
@@ -138,11 +141,12 @@ def _read_config_file(path: Path) -> dict:
 
 
 def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
-    """``command`` taking exactly the options of `run`, so a status or a printed config is of the run you would start."""
+    """``command`` taking exactly the options of `run`, so a status or a printed config is of the run you would start;
+    it gets the config and whether to wait for the workdir's write lock (``--no-wait``)."""
 
     @functools.wraps(run)
     def with_options(**options: object) -> None:
-        command(_config(_settings(options)))
+        command(_config(_settings(options)), not options["no_wait"])
 
     with_options.__doc__ = command.__doc__
     return with_options
@@ -150,7 +154,7 @@ def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
 
 @app.command("config")
 @_with_run_options
-def config_command(config: RunConfig) -> None:
+def config_command(config: RunConfig, _wait: bool) -> None:
     """Print the full configuration of a run with these options (YAML): every field, defaults included.
 
     The same model is the `config` parameter of the Prefect deployments (prefect.yaml); secrets never appear."""
@@ -159,23 +163,24 @@ def config_command(config: RunConfig) -> None:
 
 @app.command("status")
 @_with_run_options
-def status(config: RunConfig) -> None:
+def status(config: RunConfig, wait: bool) -> None:
     """Without running: per stage, what is fresh in the store, what a run with these options would recompute, and why."""
     from actalign.cli.status import show_status
 
-    raise typer.Exit(show_status(config))
+    raise typer.Exit(show_status(config, wait))
 
 
 @app.command()
 def gc(
     workdir: WorkdirOption = DEFAULT_WORKDIR,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Delete store entries no run references (outputs of settings no run uses), leftovers of killed writes,
     and quarantined corrupt files. Runs, downloaded media and the text cache are kept."""
     from actalign.cli.status import collect_garbage
 
-    raise typer.Exit(collect_garbage(workdir, dry_run))
+    raise typer.Exit(collect_garbage(workdir, dry_run, wait=not no_wait))
 
 
 @app.command()
@@ -195,7 +200,7 @@ def demo(
     if prepare_only:
         command = ["actalign", "run", "--videos", str(manifest), "--classes", str(classes_file), "--workdir", str(workdir), "--model", model]
         command += [part for name in scorers for part in ("--scorer", name)]
-        console.print(shlex.join(command), highlight=False, markup=False, soft_wrap=True)
+        console.print(shlex.join(command), highlight=False, soft_wrap=True)
         raise typer.Exit(0)
     config = _config(dict(videos=manifest, classes=classes_file, model=loadable_model(model), workdir=workdir, scorers=scorers))
     raise typer.Exit(_run(config, verbose))
@@ -206,7 +211,7 @@ def explain(
     video: Annotated[str, typer.Option("--video", help="The video_id to draw.")],
     run_id: Annotated[Optional[str], typer.Option("--run", help="Run id (default: the latest run that scored the video).")] = None,
     scorer: Annotated[str, typer.Option("--scorer", help="Alignment scorer whose paths to draw.")] = "actalign",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the PNGs (default: <workdir>/runs/<run>/explain/<video>).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the PNGs, one per candidate (default: <workdir>/runs/<run>/explain/<video>; file names: the id's letters, digits, '-' and '_', then a hash of the id).")] = None,
     workdir: WorkdirOption = DEFAULT_WORKDIR,
 ) -> None:
     """Draw, per candidate, the step x frame affinities and the alignment path of one video (PNG)."""
@@ -263,7 +268,10 @@ def sql(
     query: Annotated[str, typer.Argument(help="SQL over the views: videos, frame_embeddings, scripts, step_embeddings, scores, predictions, accuracy, accuracy_by_domain, status, runs.")],
     workdir: WorkdirOption = DEFAULT_WORKDIR,
 ) -> None:
-    """Run SQL against the workdir's DuckDB views (the same views any DuckDB client sees in actalign.duckdb)."""
+    """Run SQL against the workdir's DuckDB views (the same views any DuckDB client sees in actalign.duckdb).
+
+    It reads: the views are made in a private in-memory database, so it never waits for a run and a
+    statement that changes them (CREATE OR REPLACE VIEW ...) lasts for this command only."""
     import duckdb
 
     from actalign.queries.runner import run_sql
@@ -324,24 +332,32 @@ def _config(settings: dict) -> RunConfig:
         raise typer.Exit(2) from exc
 
 
-def _run(config: RunConfig, verbose: bool) -> int:
-    """Validate everything before Prefect starts, run the flow, print the results; the exit code."""
+def _run(config: RunConfig, verbose: bool, wait: bool = True) -> int:
+    """Validate everything before Prefect starts, take the workdir's write lock, run the flow, print the results; the exit code."""
     from actalign.cli.preflight import preflight
+    from actalign.storage.lock import WorkdirBusy, write_lock
+    from actalign.tasks.plan import new_run_id
 
     if preflight(config) is None:
         return 2
     prepare_prefect(config.workdir, verbose)
-    start_prefect(working)
-    from actalign.flows.pipeline import run_pipeline
+    try:  # locked before Prefect starts: run_pipeline holds it again, and two runs never share a temporary server's database
+        with write_lock(config.workdir, "run", new_run_id, wait=wait) as run_id:
+            start_prefect(working)
+            from actalign.flows.pipeline import run_pipeline
+
+            try:
+                summary = run_pipeline(config, run_id)
+            except Exception as exc:  # a stage crashed beyond its retries: say where the partial run is
+                print_error(f"the run crashed: {type(exc).__name__}: {exc}. It is recorded as 'failed' in the runs view of {config.workdir}.")
+                return 1
+    except WorkdirBusy as exc:
+        print_error(str(exc))
+        return 2
     from actalign.queries import tables
+    from actalign.queries.runner import session
     from actalign.storage.workdir import Workdir
 
-    try:
-        summary = run_pipeline(config)
-    except Exception as exc:  # a stage crashed beyond its retries: say where the partial run is
-        print_error(f"the run crashed: {type(exc).__name__}: {exc}. It is recorded as 'failed' in the runs view of {config.workdir}.")
-        return 1
-    workdir = Workdir.open(summary.workdir)
     console.print(
         f"run {summary.run_id}: {summary.state}.\n"
         f"  videos: {summary.downloaded_videos} downloaded; decoded {summary.decoded_frames} and encoded {summary.encoded_frames} frames; "
@@ -351,10 +367,11 @@ def _run(config: RunConfig, verbose: bool) -> int:
         f"  scores: {summary.scored_pairs} pairs computed, {summary.reused_pairs} reused from the score cache",
         highlight=False,
     )
-    print_result(tables.predictions(workdir, summary.run_id), title="Predictions (* = correct)")
-    print_result(tables.accuracy(workdir, summary.run_id), title="Accuracy over labelled videos")
-    if summary.n_failed:
-        print_result(tables.failures(workdir, summary.run_id), title=f"{summary.n_failed} failed")
+    with session(Workdir.open(summary.workdir)) as s:  # one set of views for the three tables
+        print_result(tables.predictions(s, summary.run_id), title="Predictions (* = correct)")
+        print_result(tables.accuracy(s, summary.run_id), title="Accuracy over labelled videos")
+        if summary.n_failed:
+            print_result(tables.failures(s, summary.run_id), title=f"{summary.n_failed} failed")
     print_model_banner(summary.caveat)
     console.print(f"report: {summary.report}\nquery: actalign sql --workdir {summary.workdir} \"SELECT * FROM accuracy\"")
     return 1 if summary.n_failed else 0

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from actalign.cli.display import console, print_error, print_model_banner
 from actalign.config import RunConfig
 from actalign.errors import InputError
-from actalign.registry import ModelNotLocalError
+from actalign.registry import ModelIdentity, ModelNotLocalError
+
+if TYPE_CHECKING:
+    from actalign.tasks.plan import Inputs
 
 WHAT = {  # stage -> what one item is, and what computing it means
     "acquire": ("videos", "decode and encode"),
@@ -19,14 +24,10 @@ WHAT = {  # stage -> what one item is, and what computing it means
 }
 
 
-def show_status(config: RunConfig) -> int:
+def show_status(config: RunConfig, wait: bool = True) -> int:
     """Plan the run without running it, store the plan (views freshness, latest_freshness) and print it.
 
     The model is neither built nor loaded: its identity is read from its files."""
-    from actalign.queries.runner import refresh_views
-    from actalign.storage.records import mark_interrupted
-    from actalign.storage.workdir import Workdir
-    from actalign.tasks.freshness import ERROR, STAGES, STALE, plan_run
     from actalign.tasks.plan import identity_for, read_inputs
 
     try:
@@ -40,12 +41,22 @@ def show_status(config: RunConfig) -> int:
         print_error(str(exc))
         return 2
     print_model_banner(identity.caveat)
+    return _locked(config.workdir, "status", wait, lambda: _show_plan(config, inputs, identity))
+
+
+def _show_plan(config: RunConfig, inputs: Inputs, identity: ModelIdentity) -> int:
+    from actalign.queries.runner import refresh_views
+    from actalign.storage.records import mark_interrupted
+    from actalign.storage.workdir import Workdir
+    from actalign.tasks.freshness import ERROR, STAGES, STALE, plan_run
+
     workdir = Workdir.open(config.workdir)
     for run_id in mark_interrupted(workdir):
         console.print(f"run {run_id} was interrupted (its process is gone)", highlight=False)
     plan = plan_run(workdir, config, inputs, identity)
     plan.write(workdir, None)
-    refresh_views(workdir)
+    if problem := refresh_views(workdir):
+        console.print(problem, highlight=False)
 
     table = Table(title=f"Stages of a run with these options (compared with run {plan.previous_run or '-'})", title_justify="left")
     for column in ("stage", "items", "fresh", "to compute", "why"):
@@ -68,21 +79,40 @@ def show_status(config: RunConfig) -> int:
     return 0
 
 
-def collect_garbage(root: Path, dry_run: bool) -> int:
+def _locked(root: Path, command: str, wait: bool, work: Callable[[], int]) -> int:
+    """``work()``'s exit code, run under the workdir's write lock; 2 naming the holder when it is taken and not ``wait``."""
+    from actalign.storage.lock import WorkdirBusy, write_lock
+
+    try:
+        with write_lock(root, command, wait=wait):
+            return work()
+    except WorkdirBusy as exc:
+        print_error(str(exc))
+        return 2
+
+
+def collect_garbage(root: Path, dry_run: bool, wait: bool = True) -> int:
+    if not root.exists():
+        print_error(f"workdir {root} does not exist")
+        return 2
+    return _locked(root, "gc", wait, lambda: _collect_garbage(root, dry_run))
+
+
+def _collect_garbage(root: Path, dry_run: bool) -> int:
+    from actalign.queries.runner import refresh_views
     from actalign.storage.gc import collect, find_garbage
     from actalign.storage.records import mark_interrupted
     from actalign.storage.workdir import Workdir
 
-    if not root.exists():
-        print_error(f"workdir {root} does not exist")
-        return 2
     workdir = Workdir.open(root)
     mark_interrupted(workdir)
+    if problem := refresh_views(workdir):
+        console.print(problem, highlight=False)
     garbage = find_garbage(workdir)
     for run_id in garbage.unplanned_runs:
         console.print(f"run {run_id} has no plan (made by an older version, or killed before planning): it keeps no store entry", highlight=False)
     for path in garbage.files:
-        console.print(f"{'would delete' if dry_run else 'delete'} {path.relative_to(workdir.root)}", highlight=False)
+        console.print(f"{'would delete' if dry_run else 'delete'} {path.relative_to(workdir.root)}", highlight=False, soft_wrap=True)
     summary = f"{len(garbage.files)} files, {garbage.bytes / 1e6:.1f} MB; {garbage.referenced} store files referenced by runs are kept"
     if dry_run:
         console.print(f"dry run: would delete {summary}.", highlight=False)

@@ -22,6 +22,7 @@ from actalign.flows.placement import encoding_placement
 from actalign.flows.progress import wait_with_progress
 from actalign.queries.runner import refresh_views
 from actalign.scorers import Calibration
+from actalign.storage.lock import write_lock
 from actalign.storage.records import RunRecord, StatusRow, mark_interrupted, now, write_run, write_status, write_videos
 from actalign.storage.workdir import Workdir
 from actalign.tasks.acquire import STAGE as ACQUIRE_STAGE
@@ -146,7 +147,8 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         "scripts": sorted(all_scripts),
         "step_embeddings": sorted(texts.embed_keys.values()),
     }
-    refresh_views(workdir)
+    if problem := refresh_views(workdir):
+        get_run_logger().warning(problem)
     final = {"state": record.state, "finished_at": record.finished_at, "n_failed": n_failed, "stage_keys": record.stage_keys}
     report = write_report_task(workdir, run_id, final)  # report.md, and the Prefect table and markdown artifacts
     write_run(workdir, record)  # last: a run recorded as completed has every output, its report included
@@ -209,8 +211,10 @@ def task_runner(config: RunConfig) -> TaskRunner:
     return ThreadPoolTaskRunner(max_workers=config.workers)
 
 
-def run_pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
-    """Run the flow on the task runner the config asks for.
+def run_pipeline(config: RunConfig, run_id: str | None = None, wait: bool = True) -> RunSummary:
+    """Run the flow on the task runner the config asks for, holding the workdir's write lock (the one
+    path of the CLI, the Python API and the deployments): while another writer holds it, wait saying
+    who, or raise ``WorkdirBusy`` when not ``wait``.
 
     Without a configured server (Prefect's temporary one, which dies with this
     process) flow-run heartbeats can reach no crash detector, and joining their
@@ -218,7 +222,8 @@ def run_pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
     ``interrupted`` by the next command on the workdir (``storage.records``).
     """
     runner = pipeline.with_options(task_runner=task_runner(config))
-    if get_current_settings().api.url:
-        return runner(config, run_id)
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return runner(config, run_id)
+    with write_lock(config.workdir, "run", lambda: run_id or new_run_id(), wait=wait) as locked_run_id:
+        if get_current_settings().api.url:
+            return runner(config, locked_run_id)
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            return runner(config, locked_run_id)

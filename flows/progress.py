@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 def wait_with_progress(futures: Mapping[PrefectFuture, int], description: str) -> None:
     """Block until every future is done, advancing a bar by each future's weight (e.g. its videos)."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True)) as progress:
         bar = progress.add_task(description, total=sum(futures.values()))
         for future in as_completed(list(futures)):

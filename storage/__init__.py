@@ -2,7 +2,8 @@
 
 Layout (under the workdir)::
 
-    actalign.duckdb                      views over everything below (queries/)
+    actalign.duckdb                      views over everything below (queries/), for other DuckDB clients
+    .actalign.lock                       held by the one command writing the workdir (storage.lock)
     store/frame_embeddings/<key>.parquet one video x model x sampling
     store/scripts/<key>.parquet          one class's script
     store/step_embeddings/<key>.parquet  one class's embedded steps and name

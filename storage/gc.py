@@ -5,11 +5,18 @@ any work, so an interrupted run keeps what it stored). Everything else in
 ``store/`` is garbage: outputs of settings no run uses any more. Run results
 (``runs/``), downloaded media and the text cache are not touched: delete a run's
 folder to drop it, and ``media/`` or ``cache/`` at any time.
+
+gc deletes only inside the folders ``owned_dirs`` names, and never follows a
+symlink: a linked folder is not entered, and a symlink there is garbage itself
+(actalign writes none), deleted as a link, so its target is never touched.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,7 +37,21 @@ class Garbage:
 
     @property
     def bytes(self) -> int:
-        return sum(path.stat().st_size for path in self.files if path.exists())
+        return sum(path.lstat().st_size for path in self.files if os.path.lexists(path))
+
+
+def owned_dirs(workdir: Workdir) -> tuple[Path, Path, Path]:
+    """The only folders gc deletes in; never ``runs/``, ``media/`` (yt-dlp's own temporary files) or a folder of yours."""
+    return workdir.store_dir, workdir.cache_dir, workdir.quarantine_dir
+
+
+def _entries(folder: Path) -> Iterator[Path]:
+    """Files and symlinks below ``folder``, without entering a symlinked folder (nor ``folder`` if it is a link)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return
+    for parent, dirs, files in os.walk(folder):  # followlinks=False: a linked folder is listed in dirs, not walked
+        yield from (Path(parent, name) for name in files)
+        yield from (Path(parent, name) for name in dirs if os.path.islink(os.path.join(parent, name)))
 
 
 def find_garbage(workdir: Workdir) -> Garbage:
@@ -47,12 +68,14 @@ def find_garbage(workdir: Workdir) -> Garbage:
         record = read_run_row(workdir.run_record_path(run_dir.name))
         if record and maybe_running(record):
             garbage.live_runs.append(run_dir.name)
-    store = [p for p in (workdir.root / "store").glob("*/*.parquet") if p.stem != SCHEMA]
-    garbage.referenced = sum(p in referenced for p in store)
-    garbage.files = sorted(p for p in store if p not in referenced)
-    garbage.files += sorted(workdir.root.rglob(TEMP_GLOB))
-    if workdir.quarantine_dir.exists():
-        garbage.files += sorted(p for p in workdir.quarantine_dir.rglob("*") if p.is_file())
+    for folder in owned_dirs(workdir):
+        for path in _entries(folder):
+            stored = folder == workdir.store_dir and len(path.relative_to(folder).parts) == 2 and path.suffix == ".parquet" and path.stem != SCHEMA
+            if path.is_symlink() or fnmatch(path.name, TEMP_GLOB) or folder == workdir.quarantine_dir or (stored and path not in referenced):
+                garbage.files.append(path)
+            elif stored:
+                garbage.referenced += 1
+    garbage.files.sort()
     return garbage
 
 
@@ -62,5 +85,6 @@ def collect(garbage: Garbage) -> int:
         raise RuntimeError(f"run(s) {', '.join(garbage.live_runs)} may still be running; collect when they end")
     freed = garbage.bytes
     for path in garbage.files:
-        path.unlink(missing_ok=True)
+        if path.parent.resolve() == path.parent:  # no folder on the way was swapped for a symlink since find_garbage
+            path.unlink(missing_ok=True)  # a symlink itself, never its target
     return freed

@@ -32,9 +32,19 @@ class Workdir:
         return self.root / "media"
 
     @property
+    def store_dir(self) -> Path:
+        """Content-addressed stage outputs, one folder per kind."""
+        return self.root / "store"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Caches of this workdir (the text embeddings)."""
+        return self.root / "cache"
+
+    @property
     def text_cache_dir(self) -> Path:
         """Embeddings of every text encoded so far, by model and text (actalign.text_cache)."""
-        return self.root / "cache" / "text_embeddings"
+        return self.cache_dir / "text_embeddings"
 
     @property
     def quarantine_dir(self) -> Path:
@@ -46,16 +56,16 @@ class Workdir:
         return self.root / "actalign.duckdb"
 
     def frames_path(self, key: str) -> Path:
-        return self.root / "store" / "frame_embeddings" / f"{key}.parquet"
+        return self.store_dir / "frame_embeddings" / f"{key}.parquet"
 
     def pair_scores_path(self, frames_key: str) -> Path:
-        return self.root / "store" / "pair_scores" / f"{frames_key}.parquet"
+        return self.store_dir / "pair_scores" / f"{frames_key}.parquet"
 
     def script_path(self, key: str) -> Path:
-        return self.root / "store" / "scripts" / f"{key}.parquet"
+        return self.store_dir / "scripts" / f"{key}.parquet"
 
     def step_embeddings_path(self, key: str) -> Path:
-        return self.root / "store" / "step_embeddings" / f"{key}.parquet"
+        return self.store_dir / "step_embeddings" / f"{key}.parquet"
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id

@@ -14,10 +14,12 @@ from pathlib import Path
 from actalign.align import align
 from actalign.caveats import model_label
 from actalign.errors import InputError
+from actalign.ids import file_stem
 from actalign.plots import plot_alignment
 from actalign.queries.runner import run_sql
 from actalign.scorers import ALIGNMENT_MODES
 from actalign.storage.embeddings import read_frame_embeddings, read_frame_times, read_step_texts, read_text_embeddings
+from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
 
 
@@ -68,7 +70,8 @@ def predicted_class(workdir: Workdir, video: VideoInRun, scorer: str) -> str | N
 
 
 def explain_video(workdir: Workdir, video_id: str, run_id: str | None = None, scorer: str = "actalign", out_dir: Path | None = None) -> list[Path]:
-    """Write one PNG per candidate; returns their paths."""
+    """Write one PNG per candidate, named by ``file_stem`` of its id and never outside ``out_dir`` (default:
+    ``runs/<run>/explain/<file_stem(video_id)>``, never outside the workdir); returns their paths."""
     if scorer not in ALIGNMENT_MODES:
         raise InputError(f"scorer {scorer!r} has no alignment to draw; choose one of {', '.join(ALIGNMENT_MODES)}")
     video = find_video(workdir, video_id, run_id, scorer)
@@ -79,7 +82,7 @@ def explain_video(workdir: Workdir, video_id: str, run_id: str | None = None, sc
     frames = read_frame_embeddings(frames_path)
     times = read_frame_times(frames_path)
     predicted = predicted_class(workdir, video, scorer)
-    out_dir = out_dir or workdir.run_dir(video.run_id) / "explain" / video_id
+    out_dir = out_dir or contained(workdir.root, workdir.run_dir(video.run_id) / "explain" / file_stem(video_id))
     written = []
     for candidate, embed_key in video.embed_keys.items():
         texts_path = workdir.step_embeddings_path(embed_key)
@@ -100,7 +103,7 @@ def explain_video(workdir: Workdir, video_id: str, run_id: str | None = None, sc
                 read_step_texts(texts_path),
                 times,
                 f"{candidate} - {scorer} score {result.score:.4f}",
-                out_dir / f"{candidate}.png",
+                contained(out_dir, out_dir / f"{file_stem(candidate)}.png"),
                 subtitle=f"video {video_id} · run {video.run_id} · true: {video.label or '?'} · predicted: {predicted or '?'} · model: {video.model} ({model_label(video.trained, video.caveat)})",
                 highlight=marks,
             )

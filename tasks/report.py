@@ -46,9 +46,11 @@ from matplotlib.figure import Figure
 
 from actalign.caveats import banner, model_label
 from actalign.errors import InputError
+from actalign.ids import file_stem
 from actalign.queries import stats, tables
 from actalign.queries.runner import Result, Session, session
 from actalign.scorers import ALIGNMENT_MODES
+from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
 
 FORMATS = ("md", "html", "json")
@@ -211,7 +213,7 @@ def build_report(
         scorers = _scorers(s, run_id)
         base = _baseline(s, workdir, run_id, scorers, baseline)
         heat_scorer = _heatmap_scorer(scorers, heatmap_scorer)
-        out_dir = Path(out_dir) if out_dir else workdir.run_dir(run_id)
+        out_dir = Path(out_dir) if out_dir else contained(workdir.root, workdir.run_dir(run_id))  # every file of the report stays in it
         config = redact(json.loads(info["config"] or "{}"))
         report = Report(
             run_id=run_id,
@@ -305,17 +307,17 @@ def build_report(
         figure_dir = out_dir / "figures"
         if any(row["n"] for row in by_domain):
             report.figures.append(
-                FigureFile("by_domain", "Top-1 accuracy per domain", plot_domain_bars(accuracy, by_domain, figure_dir / "accuracy-by-domain.png"),
+                FigureFile("by_domain", "Top-1 accuracy per domain", plot_domain_bars(accuracy, by_domain, contained(out_dir, figure_dir / "accuracy-by-domain.png")),
                            "Bars: top-1 accuracy with its 95 % bootstrap interval; dashed black line: the random baseline of the domain's candidate counts.")
             )
         if any(len(v) for v in margins.values()):
             report.figures.append(
-                FigureFile("margins", "Score margins", plot_margins(margins, figure_dir / "margins.png"),
+                FigureFile("margins", "Score margins", plot_margins(margins, contained(out_dir, figure_dir / "margins.png")),
                            "Margin = the true class's score minus the best other candidate's score, per scored video; right of 0 = ranked first.")
             )
         if heat_scorer:
             progress(f"alignment heatmaps of {len(chosen)} videos")
-            report.heatmaps = _draw_heatmaps(workdir, run_id, heat_scorer, chosen, figure_dir / "heatmaps")
+            report.heatmaps = _draw_heatmaps(workdir, run_id, heat_scorer, chosen, out_dir)
     return report
 
 
@@ -516,6 +518,7 @@ def plot_margins(margins: dict[str, np.ndarray], out: Path) -> Path:
 
 
 def _draw_heatmaps(workdir: Workdir, run_id: str, scorer: str, videos: list[str], out_dir: Path) -> list[Heatmaps]:
+    """Each video's heatmaps in ``<out_dir>/figures/heatmaps/<file_stem(video)>``."""
     from actalign.tasks.explain import (
         explain_video,  # the heatmaps of `actalign explain`, reused
     )
@@ -524,15 +527,11 @@ def _draw_heatmaps(workdir: Workdir, run_id: str, scorer: str, videos: list[str]
     for video in videos:
         caption = f"video {video}: {scorer} alignment of every candidate (steps x frames, path in red)"
         try:
-            paths = explain_video(workdir, video, run_id, scorer, out_dir / _safe_name(video))
+            paths = explain_video(workdir, video, run_id, scorer, contained(out_dir, out_dir / "figures" / "heatmaps" / file_stem(video)))
             drawn.append(Heatmaps(video, scorer, caption, paths))
         except Exception as exc:  # a report still renders when one picture cannot be drawn; it says why
             drawn.append(Heatmaps(video, scorer, caption, error=f"{type(exc).__name__}: {exc}"))
     return drawn
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:120] or "_"
 
 
 def _literal(text: str) -> str:
@@ -584,8 +583,13 @@ def cell(row: dict[str, Any], column: Column) -> str:
     return str(value)
 
 
+_MD_SPECIAL = re.compile(r"([\\\[\]|])")
+
+
 def _md_escape(text: str) -> str:
-    return " ".join(text.replace("|", "\\|").split())
+    """Data (ids, labels, step texts, paths) as literal text on one line: HTML as entities (raw HTML runs in
+    Markdown viewers), ``[`` ``]`` (links, images), ``|`` (cells) and ``\\`` backslash-escaped."""
+    return " ".join(_MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False)).split())
 
 
 def markdown_table(table: Table | Result) -> str:
@@ -606,24 +610,24 @@ def render_markdown(report: Report, *, images: bool = True) -> str:
 
     def image(path: Path, alt: str) -> str:
         rel = _relative(path, report.out_dir)
-        return f"![{alt}]({rel})" if images else f"_(figure: {path})_"
+        return f"![{_md_escape(alt)}]({rel})" if images else f"_(figure: {_md_escape(str(path))})_"
 
-    parts = [f"# {report.title}"]
+    parts = [f"# {_md_escape(report.title)}"]
     if report.banner:
-        parts.append(f"> **{report.banner}**")
-    parts.append("## Configuration\n\n" + "\n".join(f"- **{k}**: {_md_escape(v)}" for k, v in report.summary))
+        parts.append(f"> **{_md_escape(report.banner)}**")
+    parts.append("## Configuration\n\n" + "\n".join(f"- **{_md_escape(k)}**: {_md_escape(v)}" for k, v in report.summary))
     for table in report.tables:
-        parts.append(f"## {table.title}")
+        parts.append(f"## {_md_escape(table.title)}")
         parts.append(markdown_table(table))
         if table.note:
-            parts.append(f"_{table.note}_")
+            parts.append(f"_{_md_escape(table.note)}_")
         parts += [image(f.path, f.title) for f in report.figures if f.after == table.key]
         if table.key == "worst_errors" and report.heatmaps:
             parts.append("### Alignment heatmaps")
             for heat in report.heatmaps:
-                parts.append(f"**{heat.caption}**" + (f"\n\n_not drawn: {heat.error}_" if heat.error else ""))
+                parts.append(f"**{_md_escape(heat.caption)}**" + (f"\n\n_not drawn: {_md_escape(heat.error)}_" if heat.error else ""))
                 parts += [image(p, f"{heat.video_id} {p.stem}") for p in heat.paths]
-    parts += [f"_{note}_" for note in report.notes]
+    parts += [f"_{_md_escape(note)}_" for note in report.notes]
     parts.append("## Full configuration\n\n```json\n" + json.dumps(report.config, indent=2, sort_keys=True, default=str) + "\n```")
     parts.append(f"_Generated {report.created_at} by actalign._")
     return "\n\n".join(parts) + "\n"
@@ -759,7 +763,7 @@ def write_files(report: Report, formats: Sequence[str] = ("md",)) -> dict[str, P
     report.out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for fmt in dict.fromkeys(formats):
-        path = report.out_dir / f"report.{fmt}"
+        path = contained(report.out_dir, report.out_dir / f"report.{fmt}")
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(RENDERERS[fmt](report), encoding="utf-8")
         tmp.replace(path)
@@ -776,7 +780,8 @@ def write_report(workdir: Workdir, run_id: str | None = None, *, formats: Sequen
 
 
 def artifact_table(report: Report) -> list[dict[str, Any]]:
-    """The accuracy table for a Prefect table artifact: one dict per scorer, values in %."""
+    """The accuracy table for a Prefect table artifact: one dict per scorer, values in %; the UI renders each
+    string cell as Markdown, so strings are escaped."""
     table = report.table("accuracy")
     rows = []
     for row in table.rows if table else []:
@@ -785,7 +790,7 @@ def artifact_table(report: Report) -> list[dict[str, Any]]:
             item[f"top-{k} %"] = _round_pct(row[f"top{k}"])
             item[f"top-{k} 95% CI"] = cell(row, Column(f"top{k}", "", "ci"))
             item[f"random top-{k} %"] = _round_pct(row[f"random_top{k}"])
-        rows.append(item)
+        rows.append({key: _md_escape(value) if isinstance(value, str) else value for key, value in item.items()})
     return rows
 
 
@@ -795,8 +800,8 @@ def _round_pct(value: float | None) -> float | None:
 
 def artifact_description(report: Report) -> str:
     model = dict(report.summary).get("model", "?")
-    text = f"actalign run {report.run_id} · model {model} · {report.method['description']}"
-    return f"**{report.banner}**\n\n{text}" if report.banner else text
+    text = _md_escape(f"actalign run {report.run_id} · model {model} · {report.method['description']}")
+    return f"**{_md_escape(report.banner)}**\n\n{text}" if report.banner else text
 
 
 def publish_artifacts(report: Report) -> tuple[Any, Any]:

@@ -23,6 +23,7 @@ from actalign.errors import InputError
 from actalign.llm.prompts import load_template
 from actalign.queries import stats, tables
 from actalign.queries.runner import session
+from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
 from actalign.tasks.report import redact
 from actalign.versions import git_commit, package_versions
@@ -80,7 +81,7 @@ def build_results(workdir: Workdir, run_id: str, final: Mapping[str, Any] | None
 
 def write_results(workdir: Workdir, run_id: str, final: Mapping[str, Any] | None = None) -> Path:
     """Build and write ``runs/<run_id>/results.json`` atomically (a reader sees the old file or the new one)."""
-    path = results_path(workdir, run_id)
+    path = contained(workdir.root, results_path(workdir, run_id))
     text = json.dumps(build_results(workdir, run_id, final), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")

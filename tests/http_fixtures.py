@@ -22,6 +22,7 @@ Per path a :class:`Behaviour` scripts what the server does:
 * ``bytes_per_s``: throttle the body (for kill-and-resume tests).
 * ``delay_per_request_s``: a fixed latency on every request (benchmarks).
 * ``ranges``: honour ``Range: bytes=a-b`` with 206 (default True).
+* ``location``: the Location header sent with the scripted statuses (``statuses=(302,)``: a redirect).
 
 ``requests(path)`` counts every request per path; ``range_headers(path)`` lists
 the Range headers received.
@@ -62,6 +63,7 @@ class Behaviour:
     delay_per_request_s: float = 0.0
     ranges: bool = True
     content_type: str | None = None
+    location: str | None = None
 
 
 class LoopbackServer:
@@ -166,7 +168,7 @@ class LoopbackServer:
                         return
                 if number <= len(behaviour.statuses) and behaviour.statuses[number - 1] != 200:
                     status = behaviour.statuses[number - 1]
-                    self._plain(status, f"scripted status {status}".encode())
+                    self._plain(status, f"scripted status {status}".encode(), behaviour.location)
                     return
                 start, end = 0, len(data) - 1
                 range_header = self.headers.get("Range")
@@ -219,8 +221,10 @@ class LoopbackServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client went away (killed, timed out): nothing to do
 
-            def _plain(self, status: int, text: bytes) -> None:
+            def _plain(self, status: int, text: bytes, location: str | None = None) -> None:
                 self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(text)))
                 self.end_headers()

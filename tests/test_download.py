@@ -197,6 +197,24 @@ def test_unsupported_page_is_permanent(server: LoopbackServer, tmp_path: Path) -
     assert info.value.attempts == 1
 
 
+@pytest.mark.parametrize("segment", [(None, None), (1.0, 2.0)], ids=["whole", "section"])
+def test_a_page_or_redirect_to_a_local_file_is_permanent_and_leaves_nothing(
+    server: LoopbackServer, tmp_path: Path, segment: tuple[float | None, float | None]
+) -> None:
+    """yt-dlp refuses file:// with a RequestError (neither a DownloadError nor an ExtractorError): it must be classified."""
+    page = b'<html><body><video src="file:///etc/passwd"></video></body></html>'
+    hostile = [
+        server.add("/hostile.html", page, Behaviour(content_type="text/html")),
+        server.add("/redirect.mp4", b"", Behaviour(statuses=(302,) * 20, location="file:///etc/passwd")),
+    ]
+    for url in hostile:
+        with pytest.raises(PermanentDownloadError) as info:
+            fetch(url, tmp_path, *segment, options=FAST)
+        assert info.value.attempts == 1 and "root:" not in str(info.value)
+    assert [p.name for p in (tmp_path / PARTIAL_DIR).iterdir() if p.suffix != ".lock"] == []  # lock files stay, by design
+    assert [p.name for p in tmp_path.iterdir()] == [PARTIAL_DIR]
+
+
 # --- secrets ----------------------------------------------------------------------------
 
 

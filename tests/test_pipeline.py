@@ -16,6 +16,7 @@ import pytest
 from actalign.config import RunConfig
 from actalign.flows.pipeline import RunSummary, run_pipeline
 from actalign.frames import DECODE_STATS
+from actalign.ids import file_stem
 from actalign.scorers import SCORER_NAMES
 from actalign.storage.workdir import Workdir
 
@@ -164,7 +165,7 @@ def test_explain_draws_every_candidate(first_run, tmp_path):
     assert result.exit_code == 0, result.output
     pngs = sorted(tmp_path.glob("*.png"))
     candidates = query(Path(summary.workdir), "SELECT candidates FROM videos WHERE run_id = ? AND video_id = 'demo-002'", summary.run_id)[0][0]
-    assert [p.stem for p in pngs] == sorted(candidates) and len(pngs) == 6
+    assert sorted(p.stem for p in pngs) == sorted(map(file_stem, candidates)) and len(pngs) == 6
     assert all(Image.open(p).size[0] > 400 for p in pngs)
     missing = CliRunner().invoke(app, ["explain", "--video", "nope", "--workdir", summary.workdir])
     assert missing.exit_code == 2 and "nope" in missing.output

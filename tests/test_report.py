@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from actalign.caveats import UNTRAINED_BANNER
 from actalign.cli.main import app
 from actalign.config import RunConfig
+from actalign.ids import file_stem
 from actalign.tasks.report import MARKDOWN_ARTIFACT_KEY, TABLE_ARTIFACT_KEY, build_report, render_html, render_json, render_markdown, write_files
 
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
@@ -115,7 +116,7 @@ def test_cli_report_md_and_json_with_heatmaps(pipeline_run, tmp_path):
     assert heat["video_id"] == "demo-002" and len(heat["paths"]) == 6 and heat["error"] is None
     assert all((tmp_path / p).exists() for p in heat["paths"])
     md = (tmp_path / "report.md").read_text()
-    assert "## Comparison with actalign of run" in md and "figures/heatmaps/demo-002/" in md
+    assert "## Comparison with actalign of run" in md and f"figures/heatmaps/{file_stem('demo-002')}/" in md
 
 
 def test_cli_report_rejects_bad_requests(pipeline_run, tmp_path):

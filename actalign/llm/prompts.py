@@ -22,6 +22,7 @@ from string import Template
 import yaml
 
 from actalign.errors import InputError
+from actalign.structured_files import parse_yaml
 
 DEFAULT_TEMPLATE = "context-rich"
 MAX_TEMPLATE_STEPS = 32  # the same ceiling as actalign.scripts.MAX_STEPS
@@ -105,7 +106,7 @@ def load_template(name_or_path: str | Path = DEFAULT_TEMPLATE) -> PromptTemplate
 def parse_template(data: bytes, source: str) -> PromptTemplate:
     """Validate a template file's content; every problem is an InputError naming the file."""
     try:
-        raw = yaml.safe_load(data.decode("utf-8"))
+        raw = parse_yaml(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(f"cannot parse prompt template {source}: {exc}") from exc
     if not isinstance(raw, dict):
