@@ -84,7 +84,7 @@ def mark_interrupted(workdir: Workdir) -> list[str]:
         row = read_run_row(path)
         if row and row.get("state") == "running" and _process_gone(row):
             row["state"] = "interrupted"
-            write_atomic(pa.Table.from_pylist([row], schema=schemas.RUNS), path)
+            write_atomic(pa.Table.from_pylist([row], schema=schemas.RUNS), workdir.run_record_path(path.parent.name))
             marked.append(row["run_id"])
     return marked
 

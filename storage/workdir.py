@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 
 from actalign.storage import schemas
 from actalign.storage.parquet import write_atomic
+from actalign.storage.safe_paths import contained
 
 # Zero-row files (and a run folder of them) named so, so the views answer on an empty workdir.
 SCHEMA = "_schema"
@@ -56,19 +57,27 @@ class Workdir:
         return self.root / "actalign.duckdb"
 
     def frames_path(self, key: str) -> Path:
-        return self.store_dir / "frame_embeddings" / f"{key}.parquet"
+        return self._inside(self.store_dir, "frame_embeddings", f"{key}.parquet")
 
     def pair_scores_path(self, frames_key: str) -> Path:
-        return self.store_dir / "pair_scores" / f"{frames_key}.parquet"
+        return self._inside(self.store_dir, "pair_scores", f"{frames_key}.parquet")
 
     def script_path(self, key: str) -> Path:
-        return self.store_dir / "scripts" / f"{key}.parquet"
+        return self._inside(self.store_dir, "scripts", f"{key}.parquet")
 
     def step_embeddings_path(self, key: str) -> Path:
-        return self.store_dir / "step_embeddings" / f"{key}.parquet"
+        return self._inside(self.store_dir, "step_embeddings", f"{key}.parquet")
 
     def run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id
+        return self._inside(self.root / "runs", run_id)
+
+    def _inside(self, folder: Path, *parts: str) -> Path:
+        """``folder/parts``, refused (InputError) when it resolves outside ``folder`` or the workdir: every store
+        and run file is named here, so a planted symlink, or a run id like ``../x``, cannot move a write elsewhere."""
+        path = folder.joinpath(*parts)
+        contained(folder, path)
+        contained(self.root, path)
+        return path
 
     def run_record_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "run.parquet"

@@ -29,7 +29,7 @@ from actalign.ids import RULE, check_id, file_stem
 from actalign.storage import schemas
 from actalign.storage.embeddings import write_frame_embeddings, write_text_embeddings
 from actalign.storage.parquet import write_atomic
-from actalign.storage.records import RunRecord, write_run
+from actalign.storage.records import RunRecord, mark_interrupted, write_run
 from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
 from actalign.tasks.explain import explain_video
@@ -264,3 +264,26 @@ def test_contained_names_the_path_and_the_root(tmp_path: Path):
     with pytest.raises(InputError, match=r"refusing to write .*/x/\.\./\.\./y\.png: it resolves to .*/y\.png, outside .*/x$"):
         contained(tmp_path / "x", tmp_path / "x" / ".." / ".." / "y.png")
     assert RULE.startswith(RULE_START)
+
+
+def test_store_and_run_writes_never_follow_a_planted_symlink_out_of_the_workdir(tmp_path: Path):
+    """Every store and run file is named by the Workdir: a symlinked run folder or store folder, or a
+    run id that climbs, is refused before anything is written through it."""
+    workdir, outside = Workdir.open(tmp_path / "work"), tmp_path / "outside"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    record = RunRecord("planted", datetime.now(UTC), "tiny-random", False, {}, state="running", pid=int(gone.stdout))  # killed
+    write_run(workdir, record)
+    workdir.run_dir("planted").rename(outside)
+    (workdir.root / "runs" / "planted").symlink_to(outside, target_is_directory=True)
+    before = (outside / "run.parquet").read_bytes()
+    with pytest.raises(InputError, match="outside"):
+        mark_interrupted(workdir)  # it rewrites the records of killed runs: never through the link
+    with pytest.raises(InputError, match="outside"):
+        write_run(workdir, record)
+    assert (outside / "run.parquet").read_bytes() == before
+    with pytest.raises(InputError, match="outside"):
+        workdir.run_dir("../store")
+    (workdir.store_dir / "scripts").rename(workdir.root / "scripts-moved")
+    (workdir.store_dir / "scripts").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InputError, match="outside"):
+        workdir.script_path("0" * 40)
