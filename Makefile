@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || true
 	$(VENV)/bin/pytest
+
+# The development loop: every test but those marked slow (over ~20 s each: crash recovery, deployments,
+# the Dask cluster, the trained toy model); `make test` (what CI runs) keeps them.
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) actalign-demo actalign-data

@@ -95,7 +95,8 @@ def run(
     the run waits for it, saying who on stderr; with ``wait=False`` it raises ``WorkdirBusy`` instead.
     """
     from actalign.cli.environment import prepare_prefect, quiet_libraries
-    from actalign.tasks.plan import encoder_for, load_inputs
+    from actalign.inputs import load_inputs
+    from actalign.registry import encoder_for
 
     settings = dict(videos=videos, classes=classes, model=model, workdir=workdir, limit=limit, benchmark=benchmark, **options)
     if scorers is not None:

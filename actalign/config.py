@@ -15,7 +15,7 @@ from actalign.download import DownloadOptions
 from actalign.frames import DEFAULT_FPS
 from actalign.llm import LLMSettings
 from actalign.registry import DEFAULT_MODEL
-from actalign.scorers import DEFAULT_SCORERS, SCORER_NAMES, texts_needed
+from actalign.scorers import DEFAULT_SCORERS, SCORERS, texts_needed
 
 DEFAULT_WORKDIR = Path("actalign-data")
 DEFAULT_SHARD_SIZE = 16  # videos per task: coarse enough that Prefect's per-task cost is noise
@@ -97,10 +97,10 @@ class RunConfig(BaseModel):
     @classmethod
     def _known_scorers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if "all" in value:
-            return SCORER_NAMES
-        unknown = [name for name in value if name not in SCORER_NAMES]
+            return tuple(SCORERS)
+        unknown = [name for name in value if name not in SCORERS]
         if unknown:
-            raise ValueError(f"unknown scorer(s) {unknown}; choose from {list(SCORER_NAMES)}")
+            raise ValueError(f"unknown scorer(s) {unknown}; choose from {list(SCORERS)}")
         return tuple(dict.fromkeys(value))
 
     @field_validator("workdir")

@@ -95,6 +95,8 @@ def make_demo_dataset(
     orders = list(itertools.permutations(range(len(DEMO_EVENTS))))
     classes = [_class_entry(order) for order in orders]
 
+    from actalign.video_files import write_video  # here: the CLI imports this module for the set names, and needs PyAV only to write
+
     rows = []
     for class_index, (order, entry) in enumerate(zip(orders, classes)):
         for k in range(videos_per_class):
@@ -174,17 +176,3 @@ def _render_background(lure: int, n_frames: int, fps: int, size: int, rng: np.ra
         scenes += [Scene(colour, "cross", radius, centre, BACKGROUND)] * min(fps, n_frames - start)
     return render(scenes, size, rng)
 
-
-def write_video(path: Path, frames: np.ndarray, fps: int) -> None:
-    """H.264 (yuv420p) MP4; single-threaded x264 so the bytes are reproducible."""
-    import av  # here: the CLI imports this module for the set names, and needs PyAV only to write
-
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps, options={"preset": "veryfast", "threads": "1"})
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        for index, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())

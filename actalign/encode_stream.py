@@ -40,8 +40,8 @@ the chroma planes are scaled separately before conversion), and the encoder
 rescales and normalises in torch (``Encoder._normalise``: the same arithmetic
 as the processor, equal to 1e-5 on the same frames). The processor instead
 gets the full-size RGB frame and resizes it with PIL bicubic. So the pixel
-values differ, measured on the 15 clips of ``../shared/clips`` at 1 frame/s
-(134 frames; pixel-value units, ``(x/255 - 0.5)/0.5``, range [-1, 1]):
+values differ, measured on 15 real short clips at 1 frame/s (134 frames;
+pixel-value units, ``(x/255 - 0.5)/0.5``, range [-1, 1]):
 
 * at 224 x 224, per clip: max |diff| 0.09 to 0.53 (isolated pixels on sharp
   colour edges: chroma subsampling handled differently), mean |diff| 0.002
@@ -153,7 +153,109 @@ def default_queue_frames(encoder: Encoder) -> int:
     return 2 * encoder.batch_size
 
 
-_START, _FRAME, _END, _ERROR, _DONE, _FATAL = range(6)
+_START, _FRAME, _END, _ERROR, _DONE, _FATAL = range(6)  # what a decode worker tells the encoder (tuples: kind first)
+
+
+class _Decoders:
+    """The decode workers and the bounded queue to the encoder: a pool of preallocated frame slots.
+
+    A worker copies each frame into a free slot (waiting for one: backpressure)
+    and the decoder's own array dies at once, in the thread that made it.
+    Frames that lived on in a queue while the decoder kept allocating
+    fragmented glibc's heap: RSS crept up with video length (+20 MB from 5 to
+    20 minutes); with slots it does not.
+    """
+
+    def __init__(self, sources: Iterable[FrameSource], capacity: int, image_size: tuple[int, int], decode_nice: int) -> None:
+        height, width = image_size
+        self.capacity = capacity
+        self.pool = np.empty((capacity, height, width, 3), np.uint8)
+        self._free: queue.Queue[int] = queue.Queue()
+        for slot in range(capacity):
+            self._free.put(slot)
+        self.messages: queue.Queue[tuple] = queue.Queue()  # bounded by the slots (frames) and the workers (the rest)
+        self._stop = threading.Event()
+        self._numbered = enumerate(sources)
+        self._take_lock = threading.Lock()
+        self._decode_nice = decode_nice
+        self._threads: list[threading.Thread] = []
+
+    def start(self, workers: int) -> None:
+        self._threads = [threading.Thread(target=self._work, name=f"decode-{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:  # they notice the stop within 0.1 s, or when their current frame or download is done
+            thread.join(timeout=10)
+
+    def queued(self) -> int:
+        return self.capacity - self._free.qsize()
+
+    def release(self, slot: int) -> None:
+        self._free.put(slot)
+
+    def _put(self, item: tuple) -> bool:
+        if self._stop.is_set():
+            return False
+        self.messages.put(item)
+        return True
+
+    def _take_slot(self) -> int | None:
+        while not self._stop.is_set():
+            try:
+                return self._free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def _work(self) -> None:
+        if self._decode_nice > 0:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._decode_nice)
+            except (AttributeError, OSError):
+                pass
+        try:
+            while not self._stop.is_set():
+                with self._take_lock:
+                    try:
+                        index, source = next(self._numbered)
+                    except StopIteration:
+                        return
+                if not self._put((_START, index, source, time.perf_counter())) or not self._decode(index, source):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - e.g. `sources` raising: not a video's failure
+            self._put((_FATAL, exc))
+        finally:
+            self._put((_DONE,))
+
+    def _decode(self, index: int, source: FrameSource) -> bool:
+        """Pass one video's frames through the slots, then its end or its own failure; False when the stream is stopping."""
+        height, width = self.pool.shape[1:3]
+        frames = None
+        try:
+            frames = source.open()
+            count = 0
+            for t, image in frames:
+                if image.shape != (height, width, 3) or image.dtype != np.uint8:
+                    raise ValueError(f"frame {count} is {image.dtype} {image.shape}, expected uint8 ({height}, {width}, 3)")
+                slot = self._take_slot()
+                if slot is None:
+                    return False
+                self.pool[slot] = image
+                del image
+                if not self._put((_FRAME, index, t, slot)):
+                    return False
+                count += 1
+            self._put((_END, index, count, frames))
+        except Exception as exc:  # this video's own failure
+            self._put((_ERROR, index, exc))
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+        return True
 
 
 @dataclass
@@ -164,6 +266,97 @@ class _Job:
     rows: list[np.ndarray] = field(default_factory=list)  # embeddings received so far, in frame order
     expected: int | None = None  # frame count, once the worker has finished the video
     frames: Any = None
+
+
+class _Batches:
+    """The encoder's side: batch buffers filled across videos, the videos in flight, and (cuda) the batch still computing."""
+
+    def __init__(self, encoder: Encoder, stats: StreamStats) -> None:
+        self.encoder = encoder
+        self.stats = stats
+        self.buffers = [encoder.new_batch_buffer() for _ in range(2 if encoder.device.startswith("cuda") else 1)]
+        self.views = [buffer.numpy() for buffer in self.buffers]
+        self.current = 0  # which buffer is being filled
+        self.rows: list[tuple[int, _Job]] = []  # (job index, job) of each filled row of the current buffer
+        self.jobs: dict[int, _Job] = {}
+        self.pending: tuple[PendingFeatures, list[tuple[int, _Job]]] | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self.rows) == self.encoder.batch_size
+
+    def start(self, index: int, source: FrameSource, started: float) -> None:
+        self.jobs[index] = _Job(source, started)
+
+    def add(self, index: int, t: float, image: np.ndarray) -> None:
+        """Copy a frame into the next row of the current buffer."""
+        job = self.jobs[index]
+        self.views[self.current][len(self.rows)] = image
+        self.rows.append((index, job))
+        job.times.append(t)
+
+    def end(self, index: int, count: int, frames: Any) -> EncodedVideo | None:
+        """The video's worker is done: its result, if all its frames are encoded already."""
+        job = self.jobs[index]
+        job.expected, job.frames = count, frames
+        return self._finish(index) if len(job.rows) == count else None
+
+    def fail(self, index: int, error: Exception) -> FailedVideo | None:
+        """Forget a video that failed (its frames in a batch are encoded and discarded)."""
+        job = self.jobs.pop(index, None)
+        if job is None:
+            return None
+        self.stats.failed += 1
+        return FailedVideo(job.source.key, error, job.started)
+
+    def run(self) -> Iterator[EncodedVideo]:
+        """Submit the current buffer; deliver the batch before it (cuda), or this one when it is done already."""
+        rows, self.rows = self.rows, []
+        started = time.perf_counter()
+        handle = self.encoder.submit_images(self.buffers[self.current][: len(rows)])
+        self.stats.encode_s += time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.full_batches += len(rows) == self.encoder.batch_size
+        self.stats.encoded_frames += len(rows)
+        self.current = (self.current + 1) % len(self.buffers)
+        if self.pending is not None:  # the batch before: its buffer is the one filled next
+            yield from self._deliver(*self.pending)
+            self.pending = None
+        if handle.done():
+            yield from self._deliver(handle, rows)
+        else:
+            self.pending = (handle, rows)
+
+    def drain(self) -> Iterator[EncodedVideo]:
+        """After the last message: the last, partial batch and the one still computing."""
+        if self.rows:
+            yield from self.run()
+        if self.pending is not None:
+            yield from self._deliver(*self.pending)
+            self.pending = None
+        if self.jobs:  # cannot happen: every started video ends, fails or is dropped
+            raise RuntimeError(f"encode_stream: {len(self.jobs)} videos neither finished nor failed")
+
+    def _deliver(self, handle: PendingFeatures, rows: list[tuple[int, _Job]]) -> Iterator[EncodedVideo]:
+        started = time.perf_counter()
+        features = handle.result()
+        self.stats.encode_s += time.perf_counter() - started
+        touched: dict[int, _Job] = {}
+        for row, (index, job) in enumerate(rows):
+            if self.jobs.get(index) is not job:
+                continue  # the video failed after these frames were batched: drop them
+            job.rows.append(features[row])
+            touched[index] = job
+        for index, job in touched.items():
+            if job.expected is not None and len(job.rows) == job.expected:
+                yield self._finish(index)
+
+    def _finish(self, index: int) -> EncodedVideo:
+        job = self.jobs.pop(index)
+        embeddings = np.stack(job.rows) if job.rows else np.zeros((0, self.encoder.embed_dim), np.float32)
+        self.stats.videos += 1
+        self.stats.frames += len(job.rows)
+        return EncodedVideo(job.source.key, np.asarray(job.times, dtype=np.float64), embeddings, job.frames, job.started)
 
 
 def encode_stream(
@@ -184,178 +377,39 @@ def encode_stream(
     per thread), so that on a machine with few cores they take CPU from the
     model only when it waits.
     """
-    workers_n = max(1, decode_workers if decode_workers is not None else default_decode_workers(encoder))
+    workers = max(1, decode_workers if decode_workers is not None else default_decode_workers(encoder))
     capacity = max(1, queue_frames if queue_frames is not None else default_queue_frames(encoder))
     stats = stats if stats is not None else StreamStats()
-    stats.decode_workers, stats.queue_frames, stats.batch_size = workers_n, capacity, encoder.batch_size
+    stats.decode_workers, stats.queue_frames, stats.batch_size = workers, capacity, encoder.batch_size
     began = time.perf_counter()
-
-    batch_size, height, width = encoder.batch_size, *encoder.image_size
-    # The bounded queue is a pool of preallocated frame slots: a worker copies each frame into a free slot
-    # (waiting for one: backpressure) and the decoder's own array dies at once, in the thread that made it.
-    # Frames that lived on in a queue while the decoder kept allocating fragmented glibc's heap: RSS crept
-    # up with video length (+20 MB from 5 to 20 minutes); with slots it does not.
-    pool = np.empty((capacity, height, width, 3), np.uint8)
-    free: queue.Queue[int] = queue.Queue()
-    for slot in range(capacity):
-        free.put(slot)
-    messages: queue.Queue[tuple] = queue.Queue()  # bounded by the slots (frames) and the workers (the rest)
-    stop = threading.Event()
-    numbered = enumerate(sources)
-    take_lock = threading.Lock()
-
-    def put(item: tuple) -> bool:
-        if stop.is_set():
-            return False
-        messages.put(item)
-        return True
-
-    def take_slot() -> int | None:
-        while not stop.is_set():
-            try:
-                return free.get(timeout=0.1)
-            except queue.Empty:
-                continue
-        return None
-
-    def work() -> None:
-        if decode_nice > 0:
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), decode_nice)
-            except (AttributeError, OSError):
-                pass
-        try:
-            while not stop.is_set():
-                with take_lock:
-                    try:
-                        index, source = next(numbered)
-                    except StopIteration:
-                        return
-                if not put((_START, index, source, time.perf_counter())):
-                    return
-                frames = None
-                try:
-                    frames = source.open()
-                    count = 0
-                    for t, image in frames:
-                        if image.shape != (height, width, 3) or image.dtype != np.uint8:
-                            raise ValueError(f"frame {count} is {image.dtype} {image.shape}, expected uint8 ({height}, {width}, 3)")
-                        slot = take_slot()
-                        if slot is None:
-                            return
-                        pool[slot] = image
-                        del image
-                        if not put((_FRAME, index, t, slot)):
-                            return
-                        count += 1
-                    put((_END, index, count, frames))
-                except Exception as exc:  # this video's own failure
-                    put((_ERROR, index, exc))
-                finally:
-                    close = getattr(frames, "close", None)
-                    if close is not None:
-                        close()
-        except BaseException as exc:  # noqa: BLE001 - e.g. `sources` raising: not a video's failure
-            put((_FATAL, exc))
-        finally:
-            put((_DONE,))
-
-    threads = [threading.Thread(target=work, name=f"decode-{i}", daemon=True) for i in range(workers_n)]
-    for thread in threads:
-        thread.start()
-
-    asynchronous = encoder.device.startswith("cuda")
-    buffers = [encoder.new_batch_buffer() for _ in range(2 if asynchronous else 1)]
-    views = [buffer.numpy() for buffer in buffers]
-    current = 0  # which buffer is being filled
-    slots: list[tuple[int, _Job]] = []  # (job index, job) of each filled row of the current batch buffer
-    jobs: dict[int, _Job] = {}
-    pending: tuple[PendingFeatures, list[tuple[int, _Job]]] | None = None
-
-    def finish(index: int) -> EncodedVideo:
-        job = jobs.pop(index)
-        embeddings = np.stack(job.rows) if job.rows else np.zeros((0, encoder.embed_dim), np.float32)
-        stats.videos += 1
-        stats.frames += len(job.rows)
-        return EncodedVideo(job.source.key, np.asarray(job.times, dtype=np.float64), embeddings, job.frames, job.started)
-
-    def deliver(handle: PendingFeatures, rows: list[tuple[int, _Job]]) -> Iterator[EncodedVideo]:
-        started = time.perf_counter()
-        features = handle.result()
-        stats.encode_s += time.perf_counter() - started
-        touched: dict[int, _Job] = {}
-        for row, (index, job) in enumerate(rows):
-            if jobs.get(index) is not job:
-                continue  # the video failed after these frames were batched: drop them
-            job.rows.append(features[row])
-            touched[index] = job
-        for index, job in touched.items():
-            if job.expected is not None and len(job.rows) == job.expected:
-                yield finish(index)
-
-    def run_batch() -> Iterator[EncodedVideo]:
-        nonlocal current, slots, pending
-        rows, slots = slots, []
-        started = time.perf_counter()
-        handle = encoder.submit_images(buffers[current][: len(rows)])
-        stats.encode_s += time.perf_counter() - started
-        stats.batches += 1
-        stats.full_batches += len(rows) == batch_size
-        stats.encoded_frames += len(rows)
-        current = (current + 1) % len(buffers)
-        if pending is not None:  # the batch before: its buffer is the one filled next
-            yield from deliver(*pending)
-            pending = None
-        if handle.done():
-            yield from deliver(handle, rows)
-        else:
-            pending = (handle, rows)
-
-    live = workers_n
+    decoders = _Decoders(sources, capacity, encoder.image_size, decode_nice)
+    decoders.start(workers)
     try:
+        batches = _Batches(encoder, stats)
+        live = workers
         while live:
-            stats.max_queued = max(stats.max_queued, capacity - free.qsize())
+            stats.max_queued = max(stats.max_queued, decoders.queued())
             waited = time.perf_counter()
-            message = messages.get()
+            message = decoders.messages.get()
             stats.wait_s += time.perf_counter() - waited
-            kind = message[0]
+            kind, *body = message
             if kind == _FRAME:
-                _, index, t, slot = message
-                job = jobs[index]
-                views[current][len(slots)] = pool[slot]
-                free.put(slot)
-                slots.append((index, job))
-                job.times.append(t)
-                if len(slots) == batch_size:
-                    yield from run_batch()
+                index, t, slot = body
+                batches.add(index, t, decoders.pool[slot])
+                decoders.release(slot)
+                if batches.full:
+                    yield from batches.run()
             elif kind == _START:
-                _, index, source, started = message
-                jobs[index] = _Job(source, started)
-            elif kind == _END:
-                _, index, count, frames = message
-                job = jobs[index]
-                job.expected, job.frames = count, frames
-                if len(job.rows) == count:
-                    yield finish(index)
-            elif kind == _ERROR:
-                _, index, error = message
-                job = jobs.pop(index, None)
-                if job is not None:
-                    stats.failed += 1
-                    yield FailedVideo(job.source.key, error, job.started)
+                batches.start(*body)
+            elif kind in (_END, _ERROR):
+                result = batches.end(*body) if kind == _END else batches.fail(*body)
+                if result is not None:
+                    yield result
             elif kind == _DONE:
                 live -= 1
             elif kind == _FATAL:
-                raise message[1]
-        if slots:
-            yield from run_batch()
-        if pending is not None:
-            yield from deliver(*pending)
-            pending = None
-        if jobs:  # cannot happen: every started video ends, fails or is dropped
-            raise RuntimeError(f"encode_stream: {len(jobs)} videos neither finished nor failed")
+                raise body[0]
+        yield from batches.drain()
     finally:
-        stop.set()
-        for thread in threads:  # they notice `stop` within 0.1 s, or when their current frame or download is done
-            thread.join(timeout=10)
+        decoders.stop()
         stats.wall_s = time.perf_counter() - began

@@ -75,7 +75,7 @@ def choose_precision(device: str, requested: str = "float32") -> str:
 
     ``auto``: cuda -> bfloat16 where the GPU supports it (Ampere and later), else
     float16; cpu -> bfloat16 where oneDNN has native bf16 (AVX512-BF16/AMX: about
-    2x faster than float32 for SigLIP base here), else float32.
+    2x faster than float32 for SigLIP base), else float32.
     """
     name = requested.strip().lower()
     if name not in PRECISIONS:
@@ -167,7 +167,7 @@ class Encoder:
         def image_tower(pixel_values: torch.Tensor) -> torch.Tensor:
             return model.get_image_features(pixel_values=pixel_values).pooler_output
 
-        # torch.compile is lazy: the first batch compiles (~30 s for the tiny model on this CPU), the
+        # torch.compile is lazy: the first batch compiles (tens of seconds even for the tiny model), the
         # first batch of another size recompiles once with a dynamic batch dimension.
         self._image_tower = torch.compile(image_tower) if compile else image_tower
 

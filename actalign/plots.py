@@ -29,7 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-__all__ = ["plot_alignment", "HIGHLIGHTS"]
+__all__ = ["plot_alignment", "HIGHLIGHTS", "literal", "save_atomically"]
 
 #: Allowed ``highlight`` values and their (frame colour, badge text).
 HIGHLIGHTS: dict[str, tuple[str, str]] = {
@@ -85,7 +85,7 @@ def plot_alignment(
         FigureCanvasAgg(fig)
         try:
             _draw(fig, aff, cells, texts, times, title, subtitle, highlight, width, height)
-            _save_atomically(fig, out)
+            save_atomically(fig, out)
         finally:
             fig.clear()
     return out
@@ -277,9 +277,9 @@ def _draw(fig, aff, cells, texts, times, title, subtitle, highlight, width, heig
         )
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     """Escape ``$`` so that matplotlib shows the text as is instead of parsing mathtext."""
-    return text.replace("$", r"\$")
+    return str(text).replace("$", r"\$")
 
 
 def _wrap_step(i: int, text: str, *, width: int, max_lines: int) -> str:
@@ -290,7 +290,7 @@ def _wrap_step(i: int, text: str, *, width: int, max_lines: int) -> str:
         lines = lines[:max_lines]
         last = lines[-1]
         lines[-1] = (last[: width - len(prefix) - 1].rstrip() + "…") if last else "…"
-    return _literal(prefix + "\n".join(lines))
+    return literal(prefix + "\n".join(lines))
 
 
 def _wrap(text: str, width: int, *, max_lines: int) -> str:
@@ -298,7 +298,7 @@ def _wrap(text: str, width: int, *, max_lines: int) -> str:
     if len(lines) > max_lines:
         lines = lines[:max_lines]
         lines[-1] = lines[-1][: width - 1].rstrip() + "…"
-    return _literal("\n".join(lines))
+    return literal("\n".join(lines))
 
 
 def _nice_number(minimum: float, mantissas: tuple[float, ...]) -> float:
@@ -343,16 +343,15 @@ def _clamp(v: float, lo: float, hi: float) -> float:
 # --------------------------------------------------------------------------- writing
 
 
-def _save_atomically(fig: Figure, out: Path) -> None:
+def save_atomically(fig: Figure, out: Path) -> None:
+    """Write ``fig`` as a PNG at ``out`` under a temporary name, then rename it: readers never see a half-written file."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
+        os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would hide the figures from anyone else who reads them
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format="png", dpi=_DPI, facecolor="white")
         os.replace(tmp_name, out)
     except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
+        Path(tmp_name).unlink(missing_ok=True)
         raise

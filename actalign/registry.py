@@ -4,27 +4,35 @@ A model's identity (``ModelIdentity``: id, revision, fingerprint, calibration,
 input size, whether it is trained) is part of every cache key. It is read
 from the model's folder (config, preprocessor config, the safetensors header)
 so that ``actalign status`` plans a run without building, downloading or
-loading the model; ``actalign.models`` loads the weights for real work.
+loading the model; ``actalign.models`` loads the weights for real work
+(``encoder_for``, which imports torch on its first call).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
 import struct
+import sys
 import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from actalign.builtin_models import BUILTIN
 from actalign.caveats import BANNERS, UNTRAINED_MARKER, banner
 from actalign.errors import InputError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    from actalign.config import RunConfig
+    from actalign.models import Encoder
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,97 @@ def _hub_only(revision: str | None, ref: str) -> None:
 
 def _with_revision(hub_id: str, revision: str | None) -> str:
     return f"{hub_id}@{revision}" if revision else hub_id
+
+
+def identity_for(config: RunConfig) -> ModelIdentity:
+    """The run's model identity read from its files, nothing built or loaded (``ModelNotLocalError`` if not here yet)."""
+    return read_identity(config.model, "bfloat16" if config.bf16 else "float32", config.revision)
+
+
+def fetch_identity(config: RunConfig) -> ModelIdentity:
+    """The identity a run plans and keys with, weights never loaded for it when their files say enough.
+
+    A built-in model not built yet is built; a hub model not in the cache has
+    its files fetched (not loaded), so the flow's own process needs no GPU. Only
+    a checkpoint without safetensors is loaded, on the CPU, to read its calibration;
+    one that cannot be fetched is loaded too, for the error saying why.
+    """
+    try:
+        return identity_for(config)
+    except ModelNotLocalError:
+        pass
+    target = resolve(config.model, config.revision, build=True)
+    if target.is_hub and not offline_env():
+        _fetch_files(target)
+    try:
+        return identity_for(config)
+    except ModelNotLocalError:
+        from actalign.models import load_encoder
+
+        return load_encoder(config.model, device="cpu", batch_size=1, bf16=config.bf16, revision=config.revision).identity
+
+
+def _fetch_files(target: Target) -> None:
+    """Download what ``from_pretrained`` reads (configs, tokenizer, safetensors weights) into the hub cache."""
+    import huggingface_hub
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+    try:
+        huggingface_hub.snapshot_download(target.location, revision=target.revision, allow_patterns=patterns)
+    except Exception:  # unreachable hub, unknown id: loading names the cause
+        return
+
+
+def check_same_model(planned: ModelIdentity, loaded: ModelIdentity) -> None:
+    """Refuse to encode with a model other than the one the run keyed its outputs by (files replaced mid-run)."""
+    if planned != loaded:
+        raise ModelNotFoundError(
+            f"model {planned.ref!r} changed on disk since the run planned with it "
+            f"(fingerprint {planned.fingerprint} -> {loaded.fingerprint}); run again to plan with the new files"
+        )
+
+
+def encoder_for(config: RunConfig) -> Encoder:
+    """The run's encoder, loaded by ``actalign.models`` (cached per process, so every task in a process shares one model)."""
+    from actalign.models import load_encoder
+
+    _limit_torch_threads()
+    return load_encoder(config.model, device=config.device, batch_size=config.batch_size, bf16=config.bf16, revision=config.revision)
+
+
+TORCH_THREADS_ENV = "ACTALIGN_TORCH_THREADS"
+
+
+def torch_threads() -> int | None:
+    """Intra-op threads torch should use in this process; None: leave torch's default.
+
+    ``$ACTALIGN_TORCH_THREADS`` wins. Inside a Dask worker it is the worker's
+    ``--nthreads``, the cores it claims: the encoder runs one batch at a time per
+    process, so N worker processes on a machine use N x nthreads cores and never
+    oversubscribe it (Dask's nanny sets OMP_NUM_THREADS=1, which would leave a
+    single worker on a big machine with one core). Elsewhere: torch's default (all cores).
+    """
+    if value := os.environ.get(TORCH_THREADS_ENV, "").strip():
+        if not value.isdigit() or int(value) < 1:
+            raise InputError(f"{TORCH_THREADS_ENV}={value!r}: give a whole number of threads, at least 1")
+        return int(value)
+    if "distributed" in sys.modules:  # only a process that imported distributed can be a Dask worker
+        from distributed import get_worker
+
+        try:
+            return max(1, get_worker().state.nthreads)
+        except ValueError:  # not inside a Dask worker
+            return None
+    return None
+
+
+@functools.cache
+def _limit_torch_threads() -> None:
+    """Once per process, before the first model load."""
+    if (threads := torch_threads()) is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def read_identity(ref: str, dtype_name: str = "float32", revision: str | None = None) -> ModelIdentity:

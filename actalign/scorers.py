@@ -8,8 +8,8 @@ normalises what it needs. Higher scores mean a better match; a video's
 prediction is its best-scoring candidate. Bad embeddings (empty, NaN/inf,
 mismatched dimension) raise ``AlignmentInputError``, an ``ItemError``; a scorer
 that needs texts a class does not have (attributes, sub-texts) raises
-``MissingTextsError``, an ``ItemError`` too. ``REQUIRED_TEXTS`` says which
-scorer needs which.
+``MissingTextsError``, an ``ItemError`` too. ``SCORERS``, the table of every
+scorer by name, says which scorer needs which, and which ones smooth.
 
 Notation: f_t the L2-normalised frame embeddings (T x d), c the normalised
 class-name embedding, kappa = exp(logit_scale) of the checkpoint.
@@ -45,9 +45,10 @@ pooling and transport math in ``actalign.pooling``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from functools import partial
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -152,6 +153,19 @@ def _kappa(calibration: Calibration) -> float:
     return math.exp(scale)
 
 
+def _align_steps(align: Callable[..., Sequence[Any]], frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration, **options: Any) -> list[Score]:
+    """Score every candidate's steps by aligning them with the frames (``align_candidates`` or ``drop_dtw_candidates``)."""
+    alignments = align(
+        frames,
+        [c.steps for c in candidates],
+        logit_scale=calibration.logit_scale,
+        logit_bias=calibration.logit_bias,
+        labels=[f"steps of {c.class_id!r}" for c in candidates],
+        **options,
+    )
+    return [Score(a.score, a.path_len) for a in alignments]
+
+
 @dataclass(frozen=True)
 class MeanPool(_OneOfMany):
     name: str = "mean-pool"
@@ -200,16 +214,7 @@ class ActAlign(_OneOfMany):
         return "actalign" if self.mode == "global" else f"actalign-{self.mode}"
 
     def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
-        alignments = align_candidates(
-            frames,
-            [c.steps for c in candidates],
-            logit_scale=calibration.logit_scale,
-            logit_bias=calibration.logit_bias,
-            smooth=self.smoothing,
-            mode=self.mode,
-            labels=[f"steps of {c.class_id!r}" for c in candidates],
-        )
-        return [Score(a.score, a.path_len) for a in alignments]
+        return _align_steps(align_candidates, frames, candidates, calibration, smooth=self.smoothing, mode=self.mode)
 
 
 @dataclass(frozen=True)
@@ -262,18 +267,8 @@ class DropDTW(_OneOfMany):
         return "drop-dtw" if self.drop_affinity is None else "drop-dtw-calibrated"
 
     def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
-        alignments = drop_dtw_candidates(
-            frames,
-            [c.steps for c in candidates],
-            logit_scale=calibration.logit_scale,
-            logit_bias=calibration.logit_bias,
-            smooth=self.smoothing,
-            keep_percentile=self.keep_percentile,
-            drop_affinity=self.drop_affinity,
-            contiguous=self.contiguous,
-            labels=[f"steps of {c.class_id!r}" for c in candidates],
-        )
-        return [Score(a.score, a.path_len) for a in alignments]
+        options = {"keep_percentile": self.keep_percentile, "drop_affinity": self.drop_affinity, "contiguous": self.contiguous}
+        return _align_steps(drop_dtw_candidates, frames, candidates, calibration, smooth=self.smoothing, **options)
 
 
 @dataclass(frozen=True)
@@ -405,57 +400,54 @@ class OST(_OneOfMany):
         return scores
 
 
+@dataclass(frozen=True)
+class ScorerSpec:
+    """A scorer as users name it: how to build it, the optional texts it needs, whether smoothing changes its scores.
+
+    ``smoothed`` scorers are built with the run's smoothing width and their pair
+    keys hash it (``actalign.stages``); the others ignore it, so a smoothing
+    change leaves their stored scores valid.
+    """
+
+    name: str
+    build: Callable[..., Scorer]  # smoothed: build(smoothing=...); otherwise build()
+    texts: tuple[str, ...] = ()  # the optional ClassTexts fields it needs ("attributes", "subtexts")
+    smoothed: bool = False
+
+
 ALIGNMENT_MODES = {ActAlign(mode=mode).name: mode for mode in MODES}  # scorer name -> actalign.align mode
-SCORER_NAMES = (
-    "mean-pool",
-    *ALIGNMENT_MODES,
-    "max-pool",
-    "attribute-saliency",
-    "attribute-saliency-augmented",
-    "storyboard",
-    "drop-dtw",
-    "drop-dtw-calibrated",
-    "ost",
-)
 CALIBRATED_DROP = 0.5  # drop-dtw-calibrated: a frame no step matches with probability > 0.5 is dropped
-DEFAULT_SCORERS = ("mean-pool", "actalign")  # the paper's baseline and method; variants on request
-REQUIRED_TEXTS: dict[str, tuple[str, ...]] = {  # scorer name -> the optional ClassTexts fields it needs
-    "attribute-saliency": ("attributes",),
-    "attribute-saliency-augmented": ("attributes",),
-    "storyboard": ("subtexts",),
-    "ost": ("subtexts",),
+SCORERS: dict[str, ScorerSpec] = {
+    spec.name: spec
+    for spec in (
+        ScorerSpec("mean-pool", MeanPool),
+        *(ScorerSpec(name, partial(ActAlign, mode=mode), smoothed=True) for name, mode in ALIGNMENT_MODES.items()),
+        ScorerSpec("max-pool", MaxPool),
+        ScorerSpec("attribute-saliency", AttributeSaliency, texts=("attributes",)),
+        ScorerSpec("attribute-saliency-augmented", partial(AttributeSaliency, augmented=True), texts=("attributes",)),
+        ScorerSpec("storyboard", Storyboard, texts=("subtexts",)),
+        ScorerSpec("drop-dtw", DropDTW, smoothed=True),
+        ScorerSpec("drop-dtw-calibrated", partial(DropDTW, drop_affinity=CALIBRATED_DROP), smoothed=True),
+        ScorerSpec("ost", OST, texts=("subtexts",)),
+    )
 }
+SCORER_NAMES = tuple(SCORERS)
+DEFAULT_SCORERS = ("mean-pool", "actalign")  # the paper's baseline and method; variants on request
 
 
-SMOOTHED = frozenset({*ALIGNMENT_MODES, "drop-dtw", "drop-dtw-calibrated"})  # scorers that use the smoothing width
-
-
-def scorer_settings(name: str, smoothing: int) -> dict[str, object]:
-    """What a scorer's result depends on besides its inputs: a smoothing change leaves mean-pool's scores valid."""
-    return {"scorer": name, "smoothing": smoothing} if name in SMOOTHED else {"scorer": name}
+def smooths(name: str) -> bool:
+    """True when the run's smoothing width changes this scorer's scores."""
+    return SCORERS[name].smoothed
 
 
 def texts_needed(names: Sequence[str]) -> set[str]:
     """The optional ClassTexts fields ("attributes", "subtexts") that these scorers need."""
-    return {field for name in names for field in REQUIRED_TEXTS.get(name, ())}
+    return {field for name in names for field in SCORERS[name].texts}
 
 
 def make_scorer(name: str, smoothing: int = 0) -> Scorer:
-    """Build a scorer by its public name; ``smoothing`` applies to the alignment scorers (and drop-dtw)."""
-    if name == "mean-pool":
-        return MeanPool()
-    if name in ALIGNMENT_MODES:
-        return ActAlign(smoothing=smoothing, mode=ALIGNMENT_MODES[name])
-    if name == "max-pool":
-        return MaxPool()
-    if name in ("attribute-saliency", "attribute-saliency-augmented"):
-        return AttributeSaliency(augmented=name.endswith("-augmented"))
-    if name == "storyboard":
-        return Storyboard()
-    if name == "drop-dtw":
-        return DropDTW(smoothing=smoothing)
-    if name == "drop-dtw-calibrated":
-        return DropDTW(smoothing=smoothing, drop_affinity=CALIBRATED_DROP)
-    if name == "ost":
-        return OST()
-    raise InputError(f"unknown scorer {name!r}; choose from {', '.join(SCORER_NAMES)}")
+    """Build a scorer by its public name; ``smoothing`` applies to the scorers that smooth (``ScorerSpec.smoothed``)."""
+    spec = SCORERS.get(name)
+    if spec is None:
+        raise InputError(f"unknown scorer {name!r}; choose from {', '.join(SCORERS)}")
+    return spec.build(smoothing=smoothing) if spec.smoothed else spec.build()

@@ -12,10 +12,14 @@ registered in ``PROVIDERS``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actalign.classes import ClassSpec
 from actalign.errors import InputError
+
+if TYPE_CHECKING:
+    from actalign.config import RunConfig
+    from actalign.llm import LLMSettings
 
 MAX_STEPS = 32  # far above the paper's 4-10; a longer script is almost surely a parsing accident
 
@@ -67,3 +71,13 @@ def make_provider(name: str, settings: Any = None) -> ScriptProvider:
     if name not in PROVIDERS:
         raise InputError(f"unknown script provider {name!r}; choose one of {', '.join(PROVIDERS)}")
     return PROVIDERS[name](settings)
+
+
+def llm_settings(config: RunConfig, kind: str) -> LLMSettings:
+    """The run's LLM settings with the prompt template of ``kind``."""
+    return config.llm.model_copy(update={"prompt": config.prompt_for(kind)})
+
+
+def provider_config(config: RunConfig, kind: str) -> dict:
+    """What the LLM scripts of ``kind`` depend on (model, template and its hash, ...), for plans and records."""
+    return make_provider("openai", llm_settings(config, kind)).config()

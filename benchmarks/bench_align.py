@@ -20,7 +20,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from actalign.align import MODES, align_many, reference_align  # noqa: E402
-from actalign.scorers import REQUIRED_TEXTS, SCORER_NAMES, Calibration, ClassTexts, make_scorer  # noqa: E402
+from actalign.scorers import SCORERS, Calibration, ClassTexts, make_scorer  # noqa: E402
 
 VIDEOS, CANDIDATES, FRAMES, STEPS, DIM = 934, 5, 195, 12, 1152  # ActionAtlas: 934 clips, 4-5 candidates
 SIGLIP = Calibration(logit_scale=float(np.log(117.3)), logit_bias=-12.9)  # about so400m's own values
@@ -71,7 +71,7 @@ def workload(quick: bool, rng: np.random.Generator) -> None:
         (frame_pool[v % len(frame_pool)], [classes[(CANDIDATES * v + j) % len(classes)] for j in range(CANDIDATES)]) for v in range(videos)
     ]
     print(f"\nWorkload: {videos} videos x {CANDIDATES} candidates, T={FRAMES}, K={STEPS}, d={DIM}, float32 embeddings, affinities included")
-    for name in (n for n in SCORER_NAMES if n not in REQUIRED_TEXTS):  # bench_scorers times the others
+    for name in (n for n, spec in SCORERS.items() if not spec.texts):  # bench_scorers times the others
         scorer = make_scorer(name)
         scorer.score_many(*shards[0], SIGLIP)  # warm-up
         elapsed = seconds(lambda: [scorer.score_many(frames, candidates, SIGLIP) for frames, candidates in shards])

@@ -14,29 +14,27 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import numpy as np
 
 from actalign.frames import sample_frames
+from actalign.video_files import write_video
 
 
 def write_long_video(path: Path, minutes: float, fps: int = 25, size: tuple[int, int] = (360, 640)) -> Path:
     height, width = size
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "g": str(2 * fps), "bf": "0"}
-        gradient = np.linspace(0, 255, width, dtype=np.uint8)[None, :, None]
+    gradient = np.linspace(0, 255, width, dtype=np.uint8)[None, :, None]
+
+    def frames() -> Iterator[np.ndarray]:
         for index in range(int(minutes * 60 * fps)):
             image = np.broadcast_to(gradient, (height, width, 3)).copy()
             image[:, (index * 4) % width] = 255  # a moving line: every frame differs
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+            yield image
+
+    return write_video(path, frames(), fps, options={"preset": "ultrafast", "g": str(2 * fps), "bf": "0"})
 
 
 def from_frame_zero(path: Path, fps: float, size: tuple[int, int], start: float, end: float) -> np.ndarray:

@@ -36,10 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import numpy as np
+
+from actalign import video_files
 
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 SAMPLE_FPS = 4.0
@@ -55,19 +57,15 @@ def write_video(path: Path, seconds: float, fps: int = 10, size: tuple[int, int]
     rng = np.random.default_rng(seed)
     colour = rng.integers(0, 256, 3, dtype=np.uint8)
     base = np.broadcast_to(np.linspace(0, 255, width, dtype=np.uint8)[None, :, None], (height, width, 3))
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "g": str(2 * fps), "bf": "0"}
+
+    def frames() -> Iterator[np.ndarray]:
         for index in range(int(round(seconds * fps))):
             image = np.roll(base, index * 3, axis=1).copy()
             y, x = (index * 2) % (height - 16), (index * 5) % (width - 16)
             image[y : y + 16, x : x + 16] = colour
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+            yield image
+
+    return video_files.write_video(path, frames(), fps, options={"preset": "ultrafast", "g": str(2 * fps), "bf": "0"})
 
 
 def throughput_videos(folder: Path, frames_wanted: int) -> list[Path]:
@@ -93,6 +91,7 @@ def run_stage(model: str, device: str, precision: str, batch_size: int | None, p
     """acquire_videos on ``paths`` (distinct video ids, so repeated clips are separate videos)."""
     from actalign.config import RunConfig
     from actalign.manifest import VideoSpec
+    from actalign.registry import fetch_identity
     from actalign.storage.workdir import Workdir
     from actalign.tasks.acquire import acquire_videos
 
@@ -105,7 +104,7 @@ def run_stage(model: str, device: str, precision: str, batch_size: int | None, p
         batch_size=batch_size, bf16=precision == "bfloat16", fps=SAMPLE_FPS,
     )
     started = time.perf_counter()
-    result = acquire_videos(Workdir.open(workdir), "bench", "00000", specs, config)
+    result = acquire_videos(Workdir.open(workdir), "bench", "00000", specs, config, fetch_identity(config))
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "frames": result.encoded_frames, "failed": result.failed, "videos": len(specs)}
 

@@ -84,7 +84,7 @@ TIMED = [
     ("actalign.flows.pipeline", "write_run", "run record", None),
     ("actalign.flows.pipeline", "write_videos", "videos table", None),
     ("actalign.flows.pipeline", "plan_run", "freshness plan", None),
-    ("actalign.tasks.freshness", "Plan.write", "freshness plan: write", None),
+    ("actalign.storage.freshness", "FreshnessPlan.write", "freshness plan: write", None),
     ("actalign.flows.pipeline", "write_status", "status rows (flow)", None),
     ("actalign.tasks.prefect_tasks", "write_scripts", "scripts", None),
     ("actalign.tasks.prefect_tasks", "encode_texts", "texts", None),
@@ -95,10 +95,10 @@ TIMED = [
     ("actalign.tasks.prefect_tasks", "write_files", "report: report.md", None),
     ("actalign.tasks.prefect_tasks", "publish_artifacts", "report: Prefect artifacts", None),
     # nested
-    ("actalign.tasks.acquire", "file_fingerprint", "file fingerprint (hash the video)", "acquire"),
+    ("actalign.download.sources", "file_fingerprint", "file fingerprint (hash the video)", "acquire"),
     ("actalign.tasks.acquire", "check", "integrity check (Parquet footer)", "acquire"),
-    ("actalign.tasks.freshness", "inspect", "integrity check (Parquet footer)", "freshness plan"),
-    ("actalign.tasks.freshness", "_cached_pairs", "read pair-score cache", "freshness plan"),
+    ("actalign.storage.freshness", "inspect", "integrity check (Parquet footer)", "freshness plan"),
+    ("actalign.storage.freshness", "_cached_pairs", "read pair-score cache", "freshness plan"),
     ("actalign.tasks.acquire", "write_frame_embeddings", "write frame embeddings", "acquire"),
     ("actalign.tasks.score", "check", "integrity check (Parquet footer)", "score"),
     ("actalign.tasks.score", "read_pair_scores", "read pair-score cache", "score"),
@@ -374,8 +374,9 @@ def plain_loop(config: Any, batching: str = "shard") -> dict[str, Any]:
     import numpy as np
 
     from actalign.frames import iter_sampled_frames
+    from actalign.inputs import read_inputs
+    from actalign.registry import encoder_for
     from actalign.scorers import Calibration, ClassTexts, make_scorer
-    from actalign.tasks.plan import encoder_for, read_inputs
     from actalign.tasks.texts import texts_to_encode
 
     seconds: dict[str, float] = defaultdict(float)
@@ -571,8 +572,8 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     from actalign.cli.environment import quiet_libraries
     from actalign.config import DEFAULT_SHARD_SIZE, RunConfig
     from actalign.flows.pipeline import run_pipeline  # noqa: F401 - imports belong to the fixed costs
+    from actalign.registry import encoder_for
     from actalign.scorers import DEFAULT_SCORERS
-    from actalign.tasks.plan import encoder_for
 
     quiet_libraries()
     fixed["imports"] = time.perf_counter() - started

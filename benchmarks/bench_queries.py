@@ -131,7 +131,8 @@ def main() -> None:
         print(f"accuracy: {check}")
 
         def report() -> None:
-            from actalign.tasks.report import build_report, write_files
+            from actalign.queries.report.build import build_report
+            from actalign.queries.report.write import write_files
 
             write_files(build_report(workdir, RUN, worst=0, out_dir=root / "report"), ("md", "html", "json"))
 

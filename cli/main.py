@@ -215,8 +215,8 @@ def explain(
     workdir: WorkdirOption = DEFAULT_WORKDIR,
 ) -> None:
     """Draw, per candidate, the step x frame affinities and the alignment path of one video (PNG)."""
+    from actalign.queries.explain import explain_video
     from actalign.storage.workdir import Workdir
-    from actalign.tasks.explain import explain_video
 
     try:
         paths = explain_video(Workdir.open(workdir), video, run_id, scorer, out)
@@ -241,10 +241,11 @@ def scripts(
     granularity: GranularityOption = LLM_DEFAULTS.granularity,
 ) -> None:
     """Plan the LLM script requests of a run: how many, how many tokens, what they would cost (scripts already stored are free)."""
+    from actalign.inputs import read_inputs
     from actalign.llm import plan_requests
+    from actalign.script_assignment import llm_groups
+    from actalign.scripts import llm_settings
     from actalign.storage.workdir import Workdir
-    from actalign.tasks.plan import read_inputs
-    from actalign.tasks.scripts import llm_groups, llm_settings
 
     if not dry_run:
         print_error("only --dry-run is available here; `actalign run --provider openai` generates the scripts it needs")
@@ -300,8 +301,8 @@ def report(
 ) -> None:
     """Write a run's report: accuracy with bootstrap intervals beside the random baseline, videos left out and why,
     per-domain accuracy, a comparison of runs, where scorers disagree, margins and alignment heatmaps."""
+    from actalign.queries.report.write import FORMATS, write_report
     from actalign.storage.workdir import Workdir
-    from actalign.tasks.report import FORMATS, write_report
 
     formats = report_format or ["md"]
     unknown = [f for f in formats if f not in FORMATS]
@@ -336,7 +337,7 @@ def _run(config: RunConfig, verbose: bool, wait: bool = True) -> int:
     """Validate everything before Prefect starts, take the workdir's write lock, run the flow, print the results; the exit code."""
     from actalign.cli.preflight import preflight
     from actalign.storage.lock import WorkdirBusy, write_lock
-    from actalign.tasks.plan import new_run_id
+    from actalign.storage.records import new_run_id
 
     if preflight(config) is None:
         return 2

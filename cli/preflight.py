@@ -1,4 +1,4 @@
-"""Before any work: read and validate the inputs and load the model, or say what is wrong."""
+"""Before any work: read and validate the inputs and find the model, or say what is wrong."""
 
 from __future__ import annotations
 
@@ -10,26 +10,27 @@ from actalign.config import RunConfig
 from actalign.errors import InputError
 
 if TYPE_CHECKING:
-    from actalign.models import Encoder
-    from actalign.tasks.plan import Inputs
+    from actalign.inputs import Inputs
+    from actalign.registry import ModelIdentity
 
 
-def preflight(config: RunConfig, credentials: bool = True) -> tuple[Inputs, Encoder] | None:
-    """(inputs, encoder), with the model's banner when it has one; None after printing the input error.
+def preflight(config: RunConfig, credentials: bool = True) -> tuple[Inputs, ModelIdentity] | None:
+    """(inputs, the model's identity), with its banner when it has one; None after printing the input error.
 
     ``credentials``: also check the script provider's API key (a run needs it, a status does not).
     """
     try:
         with working("reading the inputs ..."):
-            from actalign.tasks.plan import encoder_for, load_inputs, read_inputs
+            from actalign.inputs import load_inputs, read_inputs
+            from actalign.registry import fetch_identity
 
             inputs = load_inputs(config) if credentials else read_inputs(config)
         console.print(f"{len(inputs.videos)} videos, {len(inputs.classes)} classes", highlight=False)
-        with working(f"loading model {config.model} ..."):
+        with working(f"finding model {config.model} ..."):
             quiet_libraries()
-            encoder = encoder_for(config)
+            model = fetch_identity(config)
     except InputError as exc:
         print_error(str(exc))
         return None
-    print_model_banner(encoder.identity.caveat)
-    return inputs, encoder
+    print_model_banner(model.caveat)
+    return inputs, model

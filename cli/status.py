@@ -14,7 +14,7 @@ from actalign.errors import InputError
 from actalign.registry import ModelIdentity, ModelNotLocalError
 
 if TYPE_CHECKING:
-    from actalign.tasks.plan import Inputs
+    from actalign.inputs import Inputs
 
 WHAT = {  # stage -> what one item is, and what computing it means
     "acquire": ("videos", "decode and encode"),
@@ -28,7 +28,8 @@ def show_status(config: RunConfig, wait: bool = True) -> int:
     """Plan the run without running it, store the plan (views freshness, latest_freshness) and print it.
 
     The model is neither built nor loaded: its identity is read from its files."""
-    from actalign.tasks.plan import identity_for, read_inputs
+    from actalign.inputs import read_inputs
+    from actalign.registry import identity_for
 
     try:
         inputs = read_inputs(config)
@@ -46,14 +47,15 @@ def show_status(config: RunConfig, wait: bool = True) -> int:
 
 def _show_plan(config: RunConfig, inputs: Inputs, identity: ModelIdentity) -> int:
     from actalign.queries.runner import refresh_views
+    from actalign.storage.freshness import ERROR, STAGES, STALE, plan_run
     from actalign.storage.records import mark_interrupted
     from actalign.storage.workdir import Workdir
-    from actalign.tasks.freshness import ERROR, STAGES, STALE, plan_run
+    from actalign.tasks.acquire import source_fingerprint
 
     workdir = Workdir.open(config.workdir)
     for run_id in mark_interrupted(workdir):
         console.print(f"run {run_id} was interrupted (its process is gone)", highlight=False)
-    plan = plan_run(workdir, config, inputs, identity)
+    plan = plan_run(workdir, config, inputs, identity, lambda video: source_fingerprint(video, config))
     plan.write(workdir, None)
     if problem := refresh_views(workdir):
         console.print(problem, highlight=False)

@@ -20,19 +20,18 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from actalign.config import RunConfig
 from actalign.flows.placement import encoding_placement
 from actalign.flows.progress import wait_with_progress
+from actalign.inputs import Inputs, load_inputs, shards
 from actalign.queries.runner import refresh_views
-from actalign.scorers import Calibration
+from actalign.registry import ModelIdentity, fetch_identity
+from actalign.script_assignment import ScriptAssignment, assign_scripts
+from actalign.stages import ACQUIRE, SCORE
+from actalign.storage.freshness import describe_plan, plan_run
 from actalign.storage.lock import write_lock
-from actalign.storage.records import RunRecord, StatusRow, mark_interrupted, now, write_run, write_status, write_videos
+from actalign.storage.records import RunRecord, StatusRow, mark_interrupted, new_run_id, now, write_run, write_status, write_videos
 from actalign.storage.workdir import Workdir
-from actalign.tasks.acquire import STAGE as ACQUIRE_STAGE
-from actalign.tasks.acquire import AcquireResult
-from actalign.tasks.freshness import describe_plan, plan_run
-from actalign.tasks.plan import Inputs, encoder_for, load_inputs, new_run_id, shards
+from actalign.tasks.acquire import AcquireResult, source_fingerprint
 from actalign.tasks.prefect_tasks import acquire_shard, encode_texts_task, score_shard, write_report_task, write_scripts_task
-from actalign.tasks.score import STAGE as SCORE_STAGE
 from actalign.tasks.score import ScoreResult
-from actalign.tasks.scripts import ScriptAssignment, assign_scripts
 from actalign.tasks.texts import TextsResult
 
 
@@ -62,18 +61,18 @@ class RunSummary:
 def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
     logger = get_run_logger()
     inputs = load_inputs(config)
-    encoder = encoder_for(config)
-    if encoder.identity.caveat:
-        logger.warning(encoder.identity.caveat)
+    model = fetch_identity(config)  # plans and keys use the identity; only the encoding tasks load the weights
+    if model.caveat:
+        logger.warning(model.caveat)
     workdir = Workdir.open(config.workdir)
     for interrupted in mark_interrupted(workdir):
         logger.warning("run %s was interrupted (its process is gone); this run reuses what it stored", interrupted)
     record = RunRecord(
         run_id=run_id or new_run_id(),
         started_at=now(),
-        model=encoder.identity.model_id,
-        model_trained=encoder.identity.trained,
-        model_caveat=encoder.identity.caveat,
+        model=model.model_id,
+        model_trained=model.trained,
+        model_caveat=model.caveat,
         config=config.model_dump(mode="json"),
         n_videos=len(inputs.videos),
     )
@@ -81,10 +80,10 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
     write_videos(workdir, record.run_id, inputs.videos)
     try:
         assignments = [assign_scripts(inputs.classes, inputs.videos, config, kind) for kind in config.text_kinds()]
-        plan = plan_run(workdir, config, inputs, encoder.identity, assignments)
+        plan = plan_run(workdir, config, inputs, model, lambda video: source_fingerprint(video, config), assignments)
         plan.write(workdir, record.run_id)  # before any work: what the run will recompute, and the store entries it references
         logger.info("plan: %s", describe_plan(plan))
-        summary = _run_stages(workdir, record, config, inputs, assignments)
+        summary = _run_stages(workdir, record, config, model, inputs, assignments)
     except BaseException:
         record.state, record.finished_at = "failed", now()
         write_run(workdir, record)
@@ -93,15 +92,17 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
     return summary
 
 
-def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: Inputs, assignments: list[ScriptAssignment]) -> RunSummary:
-    run_id, encoder = record.run_id, encoder_for(config)
+def _run_stages(
+    workdir: Workdir, record: RunRecord, config: RunConfig, model: ModelIdentity, inputs: Inputs, assignments: list[ScriptAssignment]
+) -> RunSummary:
+    run_id = record.run_id
     script_futures = [write_scripts_task.submit(workdir, run_id, assignment) for assignment in assignments]
     all_scripts = {key: (spec, a.kind) for a in assignments for key, spec in a.classes.items()}
     video_shards = {f"{i:05d}": shard for i, shard in enumerate(shards(inputs.videos, config.shard_size))}
     with encoding_placement(config):  # on a Dask cluster: GPU workers only when the run asks for cuda
-        texts_future = encode_texts_task.submit(workdir, run_id, all_scripts, script_futures, config)
+        texts_future = encode_texts_task.submit(workdir, run_id, all_scripts, script_futures, config, model)
         # Each task gets its own shard's videos and the config: paths and keys travel, never arrays or the model.
-        acquired = {name: acquire_shard.submit(workdir, run_id, name, shard, config) for name, shard in video_shards.items()}
+        acquired = {name: acquire_shard.submit(workdir, run_id, name, shard, config, model) for name, shard in video_shards.items()}
     wait_with_progress({future: len(video_shards[name]) for name, future in acquired.items()}, "acquire (decode + encode)")
     scripts, texts = [future.result() for future in script_futures], texts_future.result()
 
@@ -109,15 +110,14 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
     for name, future in acquired.items():
         outcome = shard_outcome(future)
         if isinstance(outcome, BaseException):  # the shard crashed even after Prefect's retry
-            write_status(workdir, run_id, ACQUIRE_STAGE, name, [StatusRow.failed(ACQUIRE_STAGE, v.video_id, outcome) for v in video_shards[name]])
+            write_status(workdir, run_id, ACQUIRE.name, name, [StatusRow.failed(ACQUIRE.name, v.video_id, outcome) for v in video_shards[name]])
             outcome = AcquireResult(failed=len(video_shards[name]))
         results[name] = outcome
 
-    calibration = Calibration(encoder.identity.logit_scale, encoder.identity.logit_bias)
     embed_keys = candidate_embed_keys(assignments, texts)
     scored = {
         name: score_shard.submit(
-            workdir, run_id, name, shard, results[name].frames_keys, {v.video_id: embed_keys.get(v.video_id, {}) for v in shard}, calibration, config
+            workdir, run_id, name, shard, results[name].frames_keys, {v.video_id: embed_keys.get(v.video_id, {}) for v in shard}, model, config
         )
         for name, shard in video_shards.items()
     }
@@ -127,7 +127,7 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         outcome = shard_outcome(future)
         if isinstance(outcome, BaseException):
             acquired_ids = results[name].frames_keys
-            write_status(workdir, run_id, SCORE_STAGE, name, [StatusRow.failed(SCORE_STAGE, v, outcome) for v in acquired_ids])
+            write_status(workdir, run_id, SCORE.name, name, [StatusRow.failed(SCORE.name, v, outcome) for v in acquired_ids])
             outcome = ScoreResult(failed=len(acquired_ids))
         score_results.append(outcome)
     score_failures = sum(r.failed for r in score_results)
@@ -137,13 +137,13 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
     record.finished_at, record.n_failed = now(), n_failed
     record.stage_keys = {
         "model": {
-            "id": encoder.identity.model_id,
-            "fingerprint": encoder.identity.fingerprint,
-            "dtype": encoder.identity.dtype_name,
-            "logit_scale": encoder.identity.logit_scale,
-            "logit_bias": encoder.identity.logit_bias,
+            "id": model.model_id,
+            "fingerprint": model.fingerprint,
+            "dtype": model.dtype_name,
+            "logit_scale": model.logit_scale,
+            "logit_bias": model.logit_bias,
         },
-        "encoder": encoder.settings(),
+        "encoder": next((r.encoder for r in (*results.values(), texts) if r.encoder), None),  # None: nothing was encoded
         "scripts": sorted(all_scripts),
         "step_embeddings": sorted(texts.embed_keys.values()),
     }
@@ -157,8 +157,8 @@ def _run_stages(workdir: Workdir, record: RunRecord, config: RunConfig, inputs: 
         state=record.state,
         workdir=str(workdir.root),
         report=str(report),
-        trained=encoder.identity.trained,
-        caveat=encoder.identity.caveat,
+        trained=model.trained,
+        caveat=model.caveat,
         n_videos=len(inputs.videos),
         n_failed=n_failed,
         decoded_frames=sum(r.decoded_frames for r in results.values()),

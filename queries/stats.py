@@ -47,22 +47,16 @@ HITS = np.array([[1, 1, 1], [0, 1, 1], [0, 0, 1], [0, 0, 0]], dtype=np.int64)
 # Paired outcome (bucket a, bucket b) -> the per-video difference of top-k hits, a - b.
 PAIR_DIFFS = (HITS[:, None, :] - HITS[None, :, :]).reshape(BUCKETS * BUCKETS, len(TOPK))
 
-__all__ = ["RESAMPLES", "SEED", "LEVEL", "TopK", "PairedDifference", "topk_bootstrap", "paired_bootstrap", "group_rng", "method_note", "check_options"]
+__all__ = ["RESAMPLES", "SEED", "LEVEL", "TopK", "topk_bootstrap", "paired_bootstrap", "group_rng", "method_note", "check_options"]
 
 
 @dataclass(frozen=True)
 class TopK:
-    """Top-1/2/3 accuracy of n videos with percentile bootstrap intervals (all None when n = 0)."""
+    """Top-1/2/3 over n videos with percentile bootstrap intervals (all None when n = 0).
 
-    n: int
-    estimate: tuple[float, float, float] | None
-    lo: tuple[float, float, float] | None
-    hi: tuple[float, float, float] | None
-
-
-@dataclass(frozen=True)
-class PairedDifference:
-    """Top-1/2/3 of a row minus the baseline's over the n videos both scored, with paired intervals."""
+    From ``topk_bootstrap``: accuracies. From ``paired_bootstrap``: a row's accuracies minus
+    the baseline's over the n videos both scored, with paired intervals.
+    """
 
     n: int
     estimate: tuple[float, float, float] | None
@@ -77,10 +71,21 @@ def group_rng(seed: int, key: Sequence[object]) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), *words]))
 
 
-def _interval(samples: np.ndarray, level: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _bootstrap(raw: object, what: str, shape: tuple[int, ...], values: np.ndarray, key: Sequence[object], resamples: int, seed: int, level: float) -> TopK:
+    """The mean over videos of ``values[outcome]`` (one column per k), from ``raw``: how many videos had each outcome."""
+    check_options(resamples, level)
+    counts = np.asarray(raw, dtype=np.int64)
+    if counts.shape != shape or (counts < 0).any():
+        raise ValueError(f"{what} must be {'x'.join(map(str, shape))} non-negative counts, got {raw!r}")
+    counts = counts.reshape(-1)
+    n = int(counts.sum())
+    if n == 0:
+        return TopK(0, None, None, None)
+    estimate = tuple(map(float, counts @ values / n))
+    draws = group_rng(seed, key).multinomial(n, counts / n, size=resamples)
     tail = (1.0 - level) / 2.0
-    lo, hi = np.quantile(samples, [tail, 1.0 - tail], axis=0)
-    return tuple(map(float, lo)), tuple(map(float, hi))
+    lo, hi = np.quantile(draws @ values / n, [tail, 1.0 - tail], axis=0)
+    return TopK(n, estimate, tuple(map(float, lo)), tuple(map(float, hi)))  # type: ignore[arg-type]
 
 
 def check_options(resamples: int, level: float) -> None:
@@ -100,17 +105,7 @@ def topk_bootstrap(
     level: float = LEVEL,
 ) -> TopK:
     """``bucket_counts[b]``: how many scored videos ranked the true label in bucket b+1 (1, 2, 3, lower)."""
-    check_options(resamples, level)
-    counts = np.asarray(bucket_counts, dtype=np.int64)
-    if counts.shape != (BUCKETS,) or (counts < 0).any():
-        raise ValueError(f"bucket_counts must be {BUCKETS} non-negative counts, got {bucket_counts!r}")
-    n = int(counts.sum())
-    if n == 0:
-        return TopK(0, None, None, None)
-    estimate = tuple(map(float, counts @ HITS / n))
-    draws = group_rng(seed, key).multinomial(n, counts / n, size=resamples)
-    lo, hi = _interval(draws @ HITS / n, level)
-    return TopK(n, estimate, lo, hi)  # type: ignore[arg-type]
+    return _bootstrap(bucket_counts, "bucket_counts", (BUCKETS,), HITS, key, resamples, seed, level)
 
 
 def paired_bootstrap(
@@ -120,20 +115,9 @@ def paired_bootstrap(
     resamples: int = RESAMPLES,
     seed: int = SEED,
     level: float = LEVEL,
-) -> PairedDifference:
+) -> TopK:
     """``pair_counts[a, b]``: videos in the row's rank bucket a+1 and the baseline's bucket b+1."""
-    check_options(resamples, level)
-    counts = np.asarray(pair_counts, dtype=np.int64)
-    if counts.shape != (BUCKETS, BUCKETS) or (counts < 0).any():
-        raise ValueError(f"pair_counts must be a {BUCKETS}x{BUCKETS} array of non-negative counts")
-    n = int(counts.sum())
-    if n == 0:
-        return PairedDifference(0, None, None, None)
-    flat = counts.reshape(-1)
-    estimate = tuple(map(float, flat @ PAIR_DIFFS / n))
-    draws = group_rng(seed, key).multinomial(n, flat / n, size=resamples)
-    lo, hi = _interval(draws @ PAIR_DIFFS / n, level)
-    return PairedDifference(n, estimate, lo, hi)  # type: ignore[arg-type]
+    return _bootstrap(pair_counts, "pair_counts", (BUCKETS, BUCKETS), PAIR_DIFFS, key, resamples, seed, level)
 
 
 def method_note(resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL) -> str:

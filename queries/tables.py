@@ -32,10 +32,6 @@ def _open(source: Source) -> Iterator[Session]:
             yield s
 
 
-def _pct(value: float | None) -> float | None:
-    return None if value is None else round(100 * value, 1)
-
-
 # --------------------------------------------------------------------------- runs
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,11 @@ from actalign.storage.workdir import Workdir
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def new_run_id() -> str:
+    """Sorts by start time; the random part keeps two runs started in the same second apart."""
+    return f"{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 @dataclass

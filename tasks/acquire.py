@@ -14,9 +14,7 @@ run sets ``download.retry_failed``; transient failures are retried by the next r
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,24 +22,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from actalign.config import RunConfig
-from actalign.download import Downloaded, FetchRequest, PermanentDownloadError, fetch_many, is_remote, media_key
+from actalign.download import Downloaded, FetchRequest, PermanentDownloadError, fetch_many, is_remote, media_key, source_key
 from actalign.encode_stream import EncodedVideo, FailedVideo, FrameSource, StreamStats, encode_stream
 from actalign.errors import ItemError, VideoNotFoundError
 from actalign.frames import SampledFrameIterator, iter_sampled_frames
-from actalign.keys import file_fingerprint, stage_key
 from actalign.manifest import VideoSpec
-from actalign.registry import ModelIdentity
+from actalign.registry import ModelIdentity, check_same_model, encoder_for
+from actalign.stages import ACQUIRE, frames_key
 from actalign.storage.embeddings import write_frame_embeddings
 from actalign.storage.integrity import CORRUPT_NOTE, Stored, check
 from actalign.storage.records import StatusRow, write_status
 from actalign.storage.workdir import Workdir
-from actalign.tasks.plan import encoder_for
 
 if TYPE_CHECKING:
     from actalign.models import Encoder
-
-STAGE = "acquire"
-VERSION = 2  # bump when fetching, decoding, sampling, obfuscation or embedding logic changes (streaming: same frames, same numbers)
 
 log = logging.getLogger(__name__)
 
@@ -54,68 +48,42 @@ class AcquireResult:
     downloaded: int = 0  # videos fetched over the network by this run
     reused: int = 0
     failed: int = 0
+    encoder: dict | None = None  # the loaded encoder's settings (None: nothing needed encoding)
 
 
 def source_fingerprint(video: VideoSpec, config: RunConfig) -> str:
-    """Remote: the media key of its download; local: the file's content."""
-    if is_remote(video.source):
-        return media_key(video.source, video.start_s, video.end_s, config.download.options())
+    """Remote: the media key of its download; local: the file's content (``actalign.download.source_key``)."""
     try:
-        stat = os.stat(video.source)
-        return _content_fingerprint(video.source, stat.st_size, stat.st_mtime_ns)
+        return source_key(video.source, video.start_s, video.end_s, config.download.options())
     except OSError as exc:
         raise VideoNotFoundError(
             f"video {video.video_id!r}: cannot read {video.source} ({exc.strerror or exc}); fix its path in the manifest"
         ) from exc
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _content_fingerprint(path: str, size: int, mtime_ns: int) -> str:
-    """Hash a file once per process while its size and mtime stay (the plan and the stage both need it)."""
-    return file_fingerprint(path)
-
-
-def frames_key(video: VideoSpec, config: RunConfig, model: ModelIdentity) -> str:
-    """Depends on the video and segment, the sampling, the obfuscation, and the exact checkpoint and precision."""
-    return stage_key(
-        STAGE,
-        VERSION,
-        {
-            "video_id": video.video_id,
-            "start_s": video.start_s,
-            "end_s": video.end_s,
-            "fps": config.fps,
-            "image_size": list(model.image_size),
-            "dtype": model.dtype_name,
-            "obfuscation": video.obfuscation,
-        },
-        [source_fingerprint(video, config), model.model_id, model.fingerprint],
-    )
-
-
 def failure_marker(workdir: Workdir, video: VideoSpec, config: RunConfig) -> Path:
     return workdir.media_dir / "failed" / f"{media_key(video.source, video.start_s, video.end_s, config.download.options())}.txt"
 
 
-def acquire_videos(workdir: Workdir, run_id: str, shard: str, videos: list[VideoSpec], config: RunConfig) -> AcquireResult:
+def acquire_videos(workdir: Workdir, run_id: str, shard: str, videos: list[VideoSpec], config: RunConfig, model: ModelIdentity) -> AcquireResult:
     """Every video ends as a stored file or a failed status row; one bad video never stops the others.
 
     Streaming (``actalign.encode_stream``): downloads run in a small pool, in
     video order; decode workers sample each video as soon as its file is there;
     one encoder runs full batches across video boundaries; a video's
-    embeddings are written as soon as its last frame is encoded.
+    embeddings are written as soon as its last frame is encoded. Keys come
+    from the planned ``model``; the weights are loaded only when a video needs encoding.
     """
-    encoder = encoder_for(config)
     result, rows, todo = AcquireResult(), [], {}
     for video in videos:
         key = None
         try:
-            key = frames_key(video, config, encoder.identity)
+            key = frames_key(video, source_fingerprint(video, config), config, model)
             stored = check(workdir, workdir.frames_path(key))
             if stored is Stored.OK:
                 result.reused += 1
                 result.frames_keys[video.video_id] = key
-                rows.append(StatusRow(STAGE, video.video_id, "skipped", key, message="reused from the store"))
+                rows.append(StatusRow(ACQUIRE.name, video.video_id, "skipped", key, message="reused from the store"))
             elif is_remote(video.source) and failure_marker(workdir, video, config).exists() and not config.download.retry_failed:
                 raise PermanentDownloadError(
                     failure_marker(workdir, video, config).read_text() + " (recorded by an earlier run; --retry-failed tries again)"
@@ -124,12 +92,15 @@ def acquire_videos(workdir: Workdir, run_id: str, shard: str, videos: list[Video
                 todo[video.video_id] = _Item(video, key, note=CORRUPT_NOTE if stored is Stored.CORRUPT else None)
         except Exception as exc:  # any per-video failure is recorded, never fatal to the shard
             result.failed += 1
-            rows.append(StatusRow.failed(STAGE, video.video_id, exc, key=key))
+            rows.append(StatusRow.failed(ACQUIRE.name, video.video_id, exc, key=key))
     if todo:
+        encoder = encoder_for(config)
+        check_same_model(model, encoder.identity)
+        result.encoder = encoder.settings()
         rows.extend(_stream(workdir, list(todo.values()), config, encoder, result))
     order = {video.video_id: i for i, video in enumerate(videos)}
     rows.sort(key=lambda row: order.get(row.item, len(order)))
-    write_status(workdir, run_id, STAGE, shard, rows)
+    write_status(workdir, run_id, ACQUIRE.name, shard, rows)
     return result
 
 
@@ -149,10 +120,7 @@ def _stream(workdir: Workdir, items: list[_Item], config: RunConfig, encoder: En
         shared: dict[str, Future] = {}  # one fetch per media key (remote) or path and segment (local), as fetch_many
         for item in items:  # submitted in video order: the decoders wait on the earliest first
             request = FetchRequest(item.video.source, item.video.start_s, item.video.end_s)
-            if is_remote(request.source):
-                segment = media_key(request.source, request.start_s, request.end_s, options)
-            else:
-                segment = f"local:{request.source}|{request.start_s}|{request.end_s}"
+            segment = request.key(options)
             if segment not in shared:
                 shared[segment] = fetch_pool.submit(fetch_many, [request], workdir.media_dir, options, 1)
             item.download = shared[segment]
@@ -201,7 +169,7 @@ def _record(
         )
     except Exception as exc:  # recorded with its real class; the other videos carry on
         result.failed += 1
-        row = StatusRow.failed(STAGE, video.video_id, exc, time.perf_counter() - outcome.started, key=key)
+        row = StatusRow.failed(ACQUIRE.name, video.video_id, exc, time.perf_counter() - outcome.started, key=key)
         row.attempts = max(getattr(exc, "attempts", 1), 1)
         return row
     fetched = item.fetched
@@ -210,4 +178,4 @@ def _record(
     result.decoded_frames += len(outcome.times_s)
     result.encoded_frames += len(outcome.embeddings)
     result.frames_keys[video.video_id] = key
-    return StatusRow(STAGE, video.video_id, "ok", key, message=item.note, attempts=max(attempts, 1), seconds=time.perf_counter() - outcome.started)
+    return StatusRow(ACQUIRE.name, video.video_id, "ok", key, message=item.note, attempts=max(attempts, 1), seconds=time.perf_counter() - outcome.started)

@@ -16,19 +16,22 @@ from prefect.cache_policies import NO_CACHE
 from actalign.classes import ClassSpec
 from actalign.config import RunConfig
 from actalign.manifest import VideoSpec
-from actalign.scorers import Calibration
+from actalign.queries.report.build import build_report
+from actalign.queries.report.write import write_files
+from actalign.registry import ModelIdentity
+from actalign.script_assignment import ScriptAssignment
 from actalign.storage.workdir import Workdir
 from actalign.tasks.acquire import AcquireResult, acquire_videos
-from actalign.tasks.report import build_report, publish_artifacts, write_files
+from actalign.tasks.artifacts import publish_artifacts
 from actalign.tasks.results import write_results
 from actalign.tasks.score import ScoreResult, score_videos
-from actalign.tasks.scripts import ScriptAssignment, ScriptsResult, write_scripts
+from actalign.tasks.scripts import ScriptsResult, write_scripts
 from actalign.tasks.texts import TextsResult, encode_texts
 
 
 @task(name="acquire-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def acquire_shard(workdir: Workdir, run_id: str, shard: str, videos: list[VideoSpec], config: RunConfig) -> AcquireResult:
-    return acquire_videos(workdir, run_id, shard, videos, config)
+def acquire_shard(workdir: Workdir, run_id: str, shard: str, videos: list[VideoSpec], config: RunConfig, model: ModelIdentity) -> AcquireResult:
+    return acquire_videos(workdir, run_id, shard, videos, config, model)
 
 
 @task(name="write-scripts", retries=0, cache_policy=NO_CACHE)  # the LLM provider has its own retry layer
@@ -38,9 +41,9 @@ def write_scripts_task(workdir: Workdir, run_id: str, assignment: ScriptAssignme
 
 @task(name="encode-texts", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def encode_texts_task(
-    workdir: Workdir, run_id: str, scripts: dict[str, tuple[ClassSpec, str]], written: list[ScriptsResult], config: RunConfig
+    workdir: Workdir, run_id: str, scripts: dict[str, tuple[ClassSpec, str]], written: list[ScriptsResult], config: RunConfig, model: ModelIdentity
 ) -> TextsResult:
-    return encode_texts(workdir, run_id, scripts, written, config)
+    return encode_texts(workdir, run_id, scripts, written, config, model)
 
 
 @task(name="score-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -51,10 +54,10 @@ def score_shard(
     videos: list[VideoSpec],
     frames_keys: dict[str, str],
     embed_keys: dict[str, dict[str, dict[str, str]]],
-    calibration: Calibration,
+    model: ModelIdentity,
     config: RunConfig,
 ) -> ScoreResult:
-    return score_videos(workdir, run_id, shard, videos, frames_keys, embed_keys, calibration, config)
+    return score_videos(workdir, run_id, shard, videos, frames_keys, embed_keys, model, config)
 
 
 @task(name="write-report", retries=1, cache_policy=NO_CACHE)

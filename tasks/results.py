@@ -22,10 +22,10 @@ from actalign.config import RunConfig
 from actalign.errors import InputError
 from actalign.llm.prompts import load_template
 from actalign.queries import stats, tables
+from actalign.queries.report.redact import redact
 from actalign.queries.runner import session
 from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
-from actalign.tasks.report import redact
 from actalign.versions import git_commit, package_versions
 
 RESULTS_VERSION = 1

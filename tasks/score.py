@@ -14,18 +14,16 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from actalign.config import RunConfig
-from actalign.keys import stage_key
 from actalign.manifest import VideoSpec
-from actalign.scorers import Calibration, ClassTexts, make_scorer, scorer_settings
+from actalign.registry import ModelIdentity
+from actalign.scorers import Calibration, ClassTexts, make_scorer
+from actalign.stages import SCORE, pair_key
 from actalign.storage import schemas
 from actalign.storage.embeddings import read_frame_embeddings, read_pair_scores, read_text_embeddings, write_pair_scores
 from actalign.storage.integrity import Stored, check
 from actalign.storage.parquet import write_atomic
 from actalign.storage.records import StatusRow, write_status
 from actalign.storage.workdir import Workdir
-
-STAGE = "score"
-VERSION = 1  # bump when any scorer's logic changes
 
 
 @dataclass
@@ -46,7 +44,7 @@ def score_videos(
     videos: list[VideoSpec],
     frames_keys: dict[str, str],
     embed_keys: dict[str, dict[str, dict[str, str]]],
-    calibration: Calibration,
+    model: ModelIdentity,
     config: RunConfig,
 ) -> ScoreResult:
     """Score the shard's acquired videos; ``embed_keys``: video -> candidate -> text kind -> embedding key."""
@@ -62,7 +60,7 @@ def score_videos(
             if missing:
                 raise MissingScriptError(f"video {video.video_id!r}: no embedded script for candidate(s) {missing}; see the scripts and step_embeddings status rows")
             frames_key = frames_keys[video.video_id]
-            scores = _score_pairs(workdir, video, frames_key, keys, kinds, scorers, calibration, config, texts, result)
+            scores = _score_pairs(workdir, video, frames_key, keys, kinds, scorers, model, config, texts, result)
             records += [
                 {
                     "run_id": run_id,
@@ -76,18 +74,13 @@ def score_videos(
                 }
                 for (scorer, candidate), (score, path_len) in scores.items()
             ]
-            rows.append(StatusRow(STAGE, video.video_id, "ok", seconds=time.perf_counter() - started))
+            rows.append(StatusRow(SCORE.name, video.video_id, "ok", seconds=time.perf_counter() - started))
         except Exception as exc:  # a broken stored file or missing script fails this video only
             result.failed += 1
-            rows.append(StatusRow.failed(STAGE, video.video_id, exc, time.perf_counter() - started))
+            rows.append(StatusRow.failed(SCORE.name, video.video_id, exc, time.perf_counter() - started))
     write_atomic(pa.Table.from_pylist(records, schema=schemas.SCORES), workdir.scores_path(run_id, shard))
-    write_status(workdir, run_id, STAGE, shard, rows)
+    write_status(workdir, run_id, SCORE.name, shard, rows)
     return result
-
-
-def pair_key(scorer: str, smoothing: int, calibration: Calibration, frames_key: str, keys: dict[str, str]) -> str:
-    settings = {**scorer_settings(scorer, smoothing), "logit_scale": calibration.logit_scale, "logit_bias": calibration.logit_bias}
-    return stage_key(STAGE, VERSION, settings, [frames_key, *(f"{kind}={key}" for kind, key in sorted(keys.items()))])
 
 
 def _score_pairs(
@@ -97,19 +90,20 @@ def _score_pairs(
     keys: dict[str, dict[str, str]],
     kinds: tuple[str, ...],
     scorers: list,
-    calibration: Calibration,
+    model: ModelIdentity,
     config: RunConfig,
     texts: dict[tuple[str, ...], ClassTexts],
     result: ScoreResult,
 ) -> dict[tuple[str, str], tuple[float, int | None]]:
     """(scorer, candidate) -> (score, path_len): from the cache, computing only the pairs it lacks."""
+    calibration = Calibration(model.logit_scale, model.logit_bias)
     cache_path = workdir.pair_scores_path(frames_key)
     cached = read_pair_scores(cache_path) if check(workdir, cache_path) is Stored.OK else {}
     new: dict[str, tuple[float, int | None]] = {}
     frames = None
     scores = {}
     for scorer in scorers:
-        wanted = {c: pair_key(scorer.name, config.smoothing, calibration, frames_key, keys[c]) for c in video.candidates}
+        wanted = {c: pair_key(scorer.name, config, model, frames_key, keys[c]) for c in video.candidates}
         todo = [c for c, key in wanted.items() if key not in cached]
         if todo:
             frames = read_frame_embeddings(workdir.frames_path(frames_key)) if frames is None else frames

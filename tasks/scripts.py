@@ -1,14 +1,12 @@
-"""Scripts stage: give every (video, candidate) a script key per kind of text, and store each
-script not yet stored.
+"""Scripts stage: store each script of an assignment (``actalign.script_assignment``) not yet stored.
 
 The kinds (``actalign.classes.TEXT_KINDS``) are the ordered steps, and, when a
 scorer needs them, attribute keywords and storyboard sub-texts; each kind has
 its own prompt template and is handled alike. Hand-written texts (the classes
-file) are stored at once. The other classes go to the LLM provider: one request
-per question (a video's candidates without hand-written texts, so the model
-contrasts them) or one per class, as ``LLMSettings.granularity`` says. A request
-whose scripts are all stored is not sent again, so editing a prompt template
-regenerates exactly the scripts whose key changed.
+file) are stored at once. The other classes go to the LLM provider, in the
+requests the assignment lists. A request whose scripts are all stored is not
+sent again, so editing a prompt template regenerates exactly the scripts whose
+key changed.
 """
 
 from __future__ import annotations
@@ -20,29 +18,15 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from actalign.classes import ClassSpec
-from actalign.config import RunConfig
-from actalign.keys import stage_key
 from actalign.llm import GeneratedScript, LLMSettings, ScriptGenerationError, ScriptRequest
-from actalign.manifest import VideoSpec
+from actalign.script_assignment import ScriptAssignment, request_item
 from actalign.scripts import make_provider
+from actalign.stages import SCRIPTS
 from actalign.storage import schemas
 from actalign.storage.integrity import Stored, check
 from actalign.storage.parquet import write_atomic
 from actalign.storage.records import StatusRow, write_status
 from actalign.storage.workdir import Workdir
-
-STAGE, VERSION = "scripts", 3
-
-
-@dataclass(frozen=True)
-class ScriptAssignment:
-    """For one kind of text: which script each (video, candidate) uses, and where each script comes from."""
-
-    kind: str
-    keys: dict[str, dict[str, str]]  # video_id -> class_id -> script key
-    classes: dict[str, ClassSpec]  # script key -> its class
-    requests: list[ScriptRequest]  # LLM requests covering every key without hand-written texts
-    llm: LLMSettings | None  # the provider's settings with this kind's prompt template (None: all hand-written)
 
 
 @dataclass
@@ -51,67 +35,6 @@ class ScriptsResult:
     llm_requests: int = 0  # HTTP answers received from the LLM, follow-ups included
     generated: int = 0
     reused: int = 0
-
-
-def hand_written_key(spec: ClassSpec, kind: str) -> str:
-    texts = spec.texts(kind)
-    return stage_key(STAGE, VERSION, {"class_id": spec.class_id, "domain": spec.domain, "action": spec.action, kind: texts, "provider": "file"})
-
-
-def llm_settings(config: RunConfig, kind: str) -> LLMSettings:
-    """The run's LLM settings with the prompt template of ``kind``."""
-    return config.llm.model_copy(update={"prompt": config.prompt_for(kind)})
-
-
-def provider_config(config: RunConfig, kind: str) -> dict:
-    """What the LLM scripts of ``kind`` depend on (model, template and its hash, ...), for plans and records."""
-    return make_provider("openai", llm_settings(config, kind)).config()
-
-
-def assign_scripts(classes: list[ClassSpec], videos: list[VideoSpec], config: RunConfig, kind: str = "steps") -> ScriptAssignment:
-    """Script keys of one kind for every candidate of every video; pure, no request is sent."""
-    by_id = {spec.class_id: spec for spec in classes}
-    settings = llm_settings(config, kind) if config.provider == "openai" else None
-    provider = make_provider("openai", settings) if settings else None
-    keys: dict[str, dict[str, str]] = {}
-    owners: dict[str, ClassSpec] = {}
-    requests: dict[str, ScriptRequest] = {}
-    for video in videos:
-        specs = [by_id[c] for c in video.candidates]
-        keys[video.video_id] = {}
-        for spec in (s for s in specs if s.texts(kind)):
-            keys[video.video_id][spec.class_id] = hand_written_key(spec, kind)
-            owners[hand_written_key(spec, kind)] = spec
-        to_write = [s for s in specs if not s.texts(kind)]
-        if provider is None or not to_write:
-            continue
-        for request in provider.requests_for(_groups(video, to_write, config)):
-            requests.setdefault(request.key, request)
-            for spec in to_write:
-                if spec.action in request.actions and spec.domain_or(video.domain) == request.domain:
-                    keys[video.video_id][spec.class_id] = request.key_of(spec.action)
-                    owners[request.key_of(spec.action)] = spec
-    return ScriptAssignment(kind=kind, keys=keys, classes=owners, requests=list(requests.values()), llm=settings)
-
-
-def llm_groups(classes: list[ClassSpec], videos: list[VideoSpec], config: RunConfig, kind: str = "steps") -> list[tuple[str | None, list[str]]]:
-    """(domain, actions) of every LLM request of one kind the run needs, before deduplication (for the dry run)."""
-    by_id = {spec.class_id: spec for spec in classes}
-    groups = []
-    for video in videos:
-        to_write = [by_id[c] for c in video.candidates if not by_id[c].texts(kind)]
-        if to_write:
-            groups += _groups(video, to_write, config)
-    return groups
-
-
-def _groups(video: VideoSpec, specs: list[ClassSpec], config: RunConfig) -> list[tuple[str | None, list[str]]]:
-    """(domain, actions) per request: the whole question, or each class on its own."""
-    if config.llm.granularity == "question":
-        domains = {spec.domain_or(video.domain) for spec in specs}
-        if len(domains) == 1:
-            return [(domains.pop(), [spec.action for spec in specs])]
-    return [(spec.domain_or(video.domain), [spec.action]) for spec in specs]
 
 
 def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -> ScriptsResult:
@@ -127,7 +50,7 @@ def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -
                 result.generated += 1
     pending = [r for r in assignment.requests if not all(stored(workdir, k) for k in r.script_keys)]
     result.reused += sum(len(r.script_keys) for r in assignment.requests if r not in pending)
-    rows += [StatusRow(STAGE, request_item(r), "skipped", r.key, message="reused from the store") for r in assignment.requests if r not in pending]
+    rows += [StatusRow(SCRIPTS.name, request_item(r), "skipped", r.key, message="reused from the store") for r in assignment.requests if r not in pending]
     if pending:
         provider = make_provider("openai", assignment.llm)
         started = time.perf_counter()
@@ -138,7 +61,7 @@ def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -
                 exc = batch.failures[request.key]
                 result.failed_keys.update(request.script_keys)
                 result.llm_requests += exc.requests
-                rows.append(StatusRow.failed(STAGE, request_item(request), exc, seconds, key=request.key))
+                rows.append(StatusRow.failed(SCRIPTS.name, request_item(request), exc, seconds, key=request.key))
                 requests_log.append(_failed_request(run_id, request, exc, assignment.llm))
                 continue
             scripts = batch.scripts[request.key]
@@ -147,9 +70,9 @@ def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -
                 result.generated += 1
             first = next(iter(scripts.values()))
             result.llm_requests += first.requests
-            rows.append(StatusRow(STAGE, request_item(request), "ok", request.key, attempts=first.requests, seconds=seconds))
+            rows.append(StatusRow(SCRIPTS.name, request_item(request), "ok", request.key, attempts=first.requests, seconds=seconds))
             requests_log.append(_request_row(run_id, request, first))
-    write_status(workdir, run_id, STAGE, kind, rows)
+    write_status(workdir, run_id, SCRIPTS.name, kind, rows)
     if requests_log:
         write_atomic(pa.Table.from_pylist(requests_log, schema=schemas.LLM_REQUESTS), workdir.llm_requests_path(run_id, kind))
     return result
@@ -158,10 +81,6 @@ def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -
 def stored(workdir: Workdir, key: str) -> bool:
     """The script is stored and readable (a corrupt file is quarantined and written again)."""
     return check(workdir, workdir.script_path(key)) is Stored.OK
-
-
-def request_item(request: ScriptRequest) -> str:
-    return f"{request.domain or '-'}: {' | '.join(request.actions)}"
 
 
 def _store(

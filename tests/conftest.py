@@ -35,6 +35,16 @@ def prefect_harness():
 
 
 @pytest.fixture(scope="session")
+def local_prefect_server(tmp_path_factory: pytest.TempPathFactory):
+    """(API URL, environment pointing at it) of one `prefect server start` on 127.0.0.1, shared by the tests
+    that run separate processes (CLI runs, a worker); services on, since deployment triggers need them."""
+    from prefect_server import prefect_server
+
+    with prefect_server(tmp_path_factory.mktemp("prefect-server"), "--no-ui") as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(manifest, classes file) of the generated demo set: 6 classes, one video each."""
     from actalign.demo_data import make_demo_dataset

@@ -33,12 +33,14 @@ from __future__ import annotations
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import av
 import numpy as np
+
+from actalign.video_files import write_video
 
 CLIPS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 
@@ -263,21 +265,16 @@ def make_video(
     height, width = size
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.gop_size = gop
-        if codec == "libx264":
-            stream.options = {"preset": "ultrafast", "crf": "18", "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
+    options = {"g": str(gop)}
+    if codec == "libx264":
+        options |= {"preset": "ultrafast", "crf": "18", "keyint_min": str(gop), "sc_threshold": "0", "bf": "0"}
+
+    def frames() -> Iterator[np.ndarray]:
         for index in range(round(seconds * fps)):
             image = frame_pattern(index, height, width)
             if noise:
                 band = image[: height // 4].astype(np.int16) + rng.integers(-noise, noise + 1, (height // 4, width, 3))
                 image[: height // 4] = np.clip(band, 0, 255).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+            yield image
+
+    return write_video(path, frames(), fps, codec=codec, options=options)

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 BIN = Path(sys.executable).parent  # the venv's prefect and actalign commands
-STARTUP_TIMEOUT_S = 120
+STARTUP_TIMEOUT_S = 300  # a loaded 2-core machine; a quiet one is healthy in about 10 s
+HEALTH_TIMEOUT_S = 10  # one health request; a busy server answers late, not never
 
 
 def free_port() -> int:
@@ -69,6 +70,9 @@ def server_env(home: Path, **extra: str) -> dict[str, str]:
         DO_NOT_TRACK="1",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+        # SQLite statements wait their turn behind other writers: the 10 s default fails requests on a loaded machine.
+        PREFECT_SERVER_DATABASE_TIMEOUT="60",
+        PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT="30",
         **extra,
     )
     return env
@@ -87,7 +91,7 @@ def prefect_server(home: Path, *options: str, **extra_env: str) -> Iterator[tupl
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             try:
-                with urllib.request.urlopen(f"{api}/health", timeout=2) as answer:
+                with urllib.request.urlopen(f"{api}/health", timeout=HEALTH_TIMEOUT_S) as answer:
                     if answer.status == 200:
                         break
             except OSError:

@@ -23,11 +23,14 @@ def test_bench_pipeline_small(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "UNTRAINED MODEL" in printed and "pipeline cold / plain loop" in printed and "re-run / cold run" in printed
 
-    ratios = results["ratios"]
-    assert ratios["pipeline_over_plain"] > 0 and ratios["rerun_over_cold"] > 0
+    # Each ratio is the quotient of the wall times reported beside it, printed and written as computed.
+    ratios, runs = results["ratios"], results["runs"]
+    plain_mean = (runs["plain_before"]["wall_s"] + runs["plain_after"]["wall_s"]) / 2
+    assert results["plain_mean_s"] == pytest.approx(plain_mean)
+    assert ratios == pytest.approx({"pipeline_over_plain": runs["cold"]["wall_s"] / plain_mean, "rerun_over_cold": runs["rerun"]["wall_s"] / runs["cold"]["wall_s"]})
+    assert f"= {ratios['pipeline_over_plain']:.3f} (goal < 1.2)" in printed and f"= {ratios['rerun_over_cold']:.3f} (goal < 0.05)" in printed
     assert json.loads(out.read_text())["ratios"] == ratios
 
-    runs = results["runs"]
     pairs = 12 * 6 * 2  # every video x all 6 classes x the 2 default scorers
     assert runs["plain_before"]["pairs"] == runs["plain_after"]["pairs"] == pairs
     cold, rerun = runs["cold"]["summary"], runs["rerun"]["summary"]

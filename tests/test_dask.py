@@ -27,9 +27,8 @@ from actalign.config import DownloadSettings, RunConfig
 from actalign.flows.pipeline import run_pipeline, shard_outcome, task_runner
 from actalign.flows.placement import encoding_placement
 from actalign.manifest import VideoSpec
-from actalign.scorers import Calibration
+from actalign.registry import TORCH_THREADS_ENV, ModelIdentity, torch_threads
 from actalign.storage.workdir import Workdir
-from actalign.tasks.plan import TORCH_THREADS_ENV, torch_threads
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -90,6 +89,7 @@ def _started_a_prefect_server() -> bool:
     return "prefect.server.api.server" in sys.modules
 
 
+@pytest.mark.slow
 def test_dask_cluster_gives_the_local_scores(cluster, demo_dataset, tmp_path, monkeypatch):
     local_cluster, client = cluster
     manifest, classes = demo_dataset
@@ -202,7 +202,8 @@ def test_what_travels_to_workers_pickles_and_stays_small(demo_dataset, tmp_path)
     video = VideoSpec("v", str(tmp_path / "v.mp4"), 1.0, 4.0, "d", ("a", "b"), "a", {1: [[0, 0, 5, 5]]})
     shard_args = (Workdir.open(tmp_path / "w"), "run", "00000", [video] * 16, config)
     assert pickle.loads(pickle.dumps(shard_args))[3] == [video] * 16
-    assert pickle.loads(pickle.dumps(Calibration(2.3, -10.0))) == Calibration(2.3, -10.0)
+    identity = ModelIdentity("m", "m", None, "f0", True, None, "float32", (32, 32), 2.3, -10.0)  # the score shards' model
+    assert pickle.loads(pickle.dumps(identity)) == identity
     assert len(pickle.dumps(shard_args)) < 20_000  # paths and keys, never arrays
 
 

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from actalign.caveats import TOY_BANNER, UNTRAINED_BANNER
 from actalign.cli.main import app
-from actalign.demo_data import write_video
+from actalign.video_files import write_video
 
-pytestmark = pytest.mark.usefixtures("prefect_harness", "toy_shapes")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness", "toy_shapes")]  # toy-shapes: trained once per session, minutes
 
 ALIGNMENT_SCORERS_THAT_SKIP_BACKGROUND = ("actalign-subsequence", "drop-dtw-calibrated")
 

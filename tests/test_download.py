@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from http_fixtures import CLIPS_DIR, Behaviour, LoopbackServer, make_video
 
-from actalign import download
 from actalign.download import (
     PARTIAL_DIR,
     DownloadOptions,
@@ -27,17 +26,23 @@ from actalign.download import (
     PermanentDownloadError,
     TransientDownloadError,
     classify,
+    deno_executable,
     fetch,
     fetch_many,
+    fetching,
+    ffmpeg_executable,
     is_remote,
     media_key,
+    tools,
     youtube_url,
 )
+from actalign.download.cache import complete_file
+from actalign.download.errors import Redactor
 from actalign.errors import ItemError, SegmentOutOfRangeError, VideoNotFoundError
 from actalign.frames import sample_frames
 
 FAST = DownloadOptions(backoff_s=0.01, socket_timeout_s=5.0, max_attempts=4)
-HAS_FFMPEG = download.ffmpeg_executable() is not None
+HAS_FFMPEG = ffmpeg_executable() is not None
 
 
 def _segment_indices(path: Path, offset_s: float) -> list[int]:
@@ -121,7 +126,7 @@ def test_whole_file_fallback_without_ffmpeg(
     server: LoopbackServer, videos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No ffmpeg: the whole file is fetched under the source's key and offset_s is the absolute start."""
-    monkeypatch.setattr(download, "ffmpeg_executable", lambda: None)
+    monkeypatch.setattr(tools, "ffmpeg_executable", lambda: None)
     url = server.add("/fallback.webm", videos["webm"])
     got = fetch(url, tmp_path, 3.0, 5.0, options=FAST)
     assert got.offset_s == 3.0 and got.path.name == f"{media_key(url, None, None, FAST)}.webm"
@@ -411,7 +416,7 @@ def test_killed_download_resumes_and_never_counts_as_complete(
 
     partial_size = partial.stat().st_size
     assert 0 < partial_size < len(data)
-    assert download._complete_file(tmp_path, key) is None  # no complete file: the partial is not one
+    assert complete_file(tmp_path, key) is None  # no complete file: the partial is not one
     assert not [p for p in tmp_path.iterdir() if p.is_file()]
 
     server.add("/killme.mp4", data)  # full speed from now on
@@ -428,7 +433,7 @@ def test_segments_of_one_source_share_one_whole_file_download(
     server: LoopbackServer, videos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without ffmpeg, two segments fetched at once wait for one whole-file download (its own lock)."""
-    monkeypatch.setattr(download, "ffmpeg_executable", lambda: None)
+    monkeypatch.setattr(tools, "ffmpeg_executable", lambda: None)
     url = server.add("/two-segments.mp4", videos["big"], Behaviour(bytes_per_s=3_000_000))
     first, second = fetch_many([(url, 1.0, 2.0), (url, 2.5, 3.5)], tmp_path, FAST, concurrency=2)
     assert first.path == second.path and (first.offset_s, second.offset_s) == (1.0, 2.5)
@@ -440,9 +445,9 @@ def test_youtube_javascript_runtime_is_found_when_installed() -> None:
     """YouTube needs yt-dlp-ejs and a JS runtime; the deno package's binary is passed to yt-dlp explicitly."""
     import yt_dlp
 
-    deno = download.deno_executable()
+    deno = deno_executable()
     if deno is None:
         pytest.skip("no deno on PATH and the deno package is not installed")
-    params = download._ydl_params(DownloadOptions(), Path("/nonexistent"), None, download._Redactor(DownloadOptions()))
+    params = fetching._ydl_params(DownloadOptions(), Redactor(DownloadOptions()))
     with yt_dlp.YoutubeDL(params) as ydl:
         assert ydl._js_runtimes["deno"].info.supported

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -27,10 +26,13 @@ from actalign.errors import VideoDecodeError
 from actalign.frames import DECODE_STATS, iter_sampled_frames, sample_frames
 from actalign.manifest import VideoSpec
 from actalign.models import Encoder, clear_encoder_cache, load_encoder
+from actalign.registry import fetch_identity
+from actalign.stages import ACQUIRE
 from actalign.storage.embeddings import read_frame_embeddings, read_frame_times
 from actalign.storage.workdir import Workdir
-from actalign.tasks.acquire import STAGE, acquire_videos
+from actalign.tasks.acquire import acquire_videos
 from actalign.text_cache import TextEmbeddingCache, clear_text_caches, embed_texts_cached
+from actalign.video_files import write_video
 
 CLIPS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 NO_CLIPS = f"real clips not found at {CLIPS_DIR} (a fresh clone has no ../shared/clips)"
@@ -49,17 +51,8 @@ def fresh_encoders():
 def _write_video(path: Path, frames: int, seed: int, size: tuple[int, int] = (40, 56)) -> Path:
     """Noise frames, so that every frame (and so every embedding) differs: order mistakes show."""
     rng = np.random.default_rng(seed)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=int(FPS), options={"preset": "ultrafast", "g": "4", "bf": "0"})
-        stream.height, stream.width = size
-        stream.pix_fmt = "yuv420p"
-        for index in range(frames):
-            image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
+    images = (rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(frames))
+    return write_video(path, images, int(FPS), options={"preset": "ultrafast", "g": "4", "bf": "0"})
 
 
 @pytest.fixture(scope="module")
@@ -212,11 +205,13 @@ def test_acquire_stage_streams_writes_and_fails_per_video(videos: list[Path], tm
     workdir = Workdir.open(tmp_path / "work")
 
     DECODE_STATS.reset()
-    result = acquire_videos(workdir, "run-1", "00000", specs, config)
+    model = fetch_identity(config)
+    result = acquire_videos(workdir, "run-1", "00000", specs, config, model)
+    assert result.encoder is not None and result.encoder["fingerprint"] == model.fingerprint
     assert DECODE_STATS.frames >= sum(FRAME_COUNTS)
     assert result.failed == 2 and result.reused == 0 and result.downloaded == 0
     assert result.decoded_frames == result.encoded_frames == sum(FRAME_COUNTS)
-    status = pq.read_table(workdir.status_path("run-1", STAGE, "00000")).to_pylist()
+    status = pq.read_table(workdir.status_path("run-1", ACQUIRE.name, "00000")).to_pylist()
     assert [(r["item"], r["state"], r["error_class"]) for r in status] == [
         ("v0", "ok", None),
         ("corrupt", "failed", "VideoDecodeError"),
@@ -234,9 +229,12 @@ def test_acquire_stage_streams_writes_and_fails_per_video(videos: list[Path], tm
         assert read_frame_times(stored) == sampled.times_s.tolist()
 
     DECODE_STATS.reset()
-    again = acquire_videos(workdir, "run-2", "00000", specs, config)
+    again = acquire_videos(workdir, "run-2", "00000", specs, config, model)
     assert DECODE_STATS.frames == 0  # stored videos are not decoded; the broken ones fail again
     assert again.reused == len(videos) and again.failed == 2 and again.frames_keys == result.frames_keys
+
+    stored_only = acquire_videos(workdir, "run-3", "00000", [s for s in specs if s.video_id.startswith("v")], config, model)
+    assert stored_only.reused == len(videos) and stored_only.encoder is None  # nothing to encode: the weights are not loaded
 
 
 # --- settings and the text cache ------------------------------------------------------

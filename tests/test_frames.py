@@ -14,6 +14,7 @@ import pytest
 
 from actalign.errors import SegmentOutOfRangeError, VideoDecodeError, VideoNotFoundError
 from actalign.frames import DECODE_STATS, sample_frames, video_duration
+from actalign.video_files import write_video
 
 CLIPS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 NO_CLIPS = f"real clips not found at {CLIPS_DIR} (a fresh clone has no ../shared/clips)"
@@ -91,28 +92,14 @@ def _index_of(image: np.ndarray) -> int:
     return int(round(float(image.mean()) / 10)) - 1
 
 
-def _write(path: Path, frames: list[np.ndarray], rotation: int = 0) -> Path:
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(
-            "libx264", rate=NATIVE_FPS, options={"preset": "ultrafast", "qp": "0", "g": str(GOP), "bf": "0"}
-        )
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        if rotation:
-            stream.set_display_rotation(rotation)
-        for index, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
+LOSSLESS = {"preset": "ultrafast", "qp": "0", "g": str(GOP), "bf": "0"}  # grey levels survive exactly
 
 
 @pytest.fixture(scope="module")
 def indexed_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 s at 10 fps; frame k is uniformly grey 10 * (k + 1)."""
     frames = [np.full((32, 48, 3), 10 * (k + 1), dtype=np.uint8) for k in range(N_FRAMES)]
-    return _write(tmp_path_factory.mktemp("videos") / "indexed.mp4", frames)
+    return write_video(tmp_path_factory.mktemp("videos") / "indexed.mp4", frames, NATIVE_FPS, options=LOSSLESS)
 
 
 def _displayed(t: Fraction) -> int:
@@ -177,18 +164,6 @@ def test_decode_stats_count_frames_and_are_thread_safe(indexed_video: Path) -> N
     assert (DECODE_STATS.videos, DECODE_STATS.frames) == (0, 0)
 
 
-def _write_raw(path: Path, container_format: str) -> Path:
-    with av.open(str(path), mode="w", format=container_format) as container:
-        stream = container.add_stream("libx264", rate=NATIVE_FPS, options={"preset": "ultrafast", "qp": "0"})
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for index in range(N_FRAMES):
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 10 * (index + 1), np.uint8), format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
-
-
 @pytest.mark.parametrize(
     ("suffix", "container_format"),
     [
@@ -197,7 +172,8 @@ def _write_raw(path: Path, container_format: str) -> Path:
     ],
 )
 def test_streams_without_durations_or_with_an_offset(tmp_path: Path, suffix: str, container_format: str) -> None:
-    path = _write_raw(tmp_path / f"video{suffix}", container_format)
+    frames = [np.full((32, 32, 3), 10 * (index + 1), np.uint8) for index in range(N_FRAMES)]
+    path = write_video(tmp_path / f"video{suffix}", frames, NATIVE_FPS, options={"preset": "ultrafast", "qp": "0"}, container_format=container_format)
     assert video_duration(path) == pytest.approx(N_FRAMES / NATIVE_FPS)
     sampled = sample_frames(path, fps=NATIVE_FPS, size=(8, 8))
     assert [_index_of(image) for image in sampled.frames] == list(range(N_FRAMES))
@@ -210,7 +186,7 @@ def test_display_rotation_is_applied(tmp_path: Path, rotation: int) -> None:
     upright[:32, :16], upright[:32, 16:] = (255, 0, 0), (0, 255, 0)
     upright[32:, :16], upright[32:, 16:] = (0, 0, 255), (255, 255, 255)
     stored = np.ascontiguousarray(np.rot90(upright, -rotation // 90))
-    path = _write(tmp_path / "rotated.mp4", [stored] * 3, rotation=rotation)
+    path = write_video(tmp_path / "rotated.mp4", [stored] * 3, NATIVE_FPS, options=LOSSLESS, rotation=rotation)
     sampled = sample_frames(path, fps=NATIVE_FPS, size=(32, 16))
     assert sampled.frames.shape == (3, 32, 16, 3)
     image = sampled.frames[0].astype(int)

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import csv
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from actalign import stages
 from actalign.config import RunConfig
 from actalign.flows.pipeline import RunSummary, run_pipeline
+from actalign.inputs import read_inputs
+from actalign.registry import identity_for
+from actalign.storage.freshness import STALE, plan_run
 from actalign.storage.workdir import Workdir
-from actalign.tasks.freshness import STALE, plan_run
-from actalign.tasks.plan import encoder_for, read_inputs
+from actalign.tasks.acquire import source_fingerprint
 from actalign.tiny_model import tiny_random_path
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -151,27 +155,31 @@ def test_each_change_recomputes_exactly_what_it_affects(inputs, tmp_path):
 
 def test_status_plans_without_running(inputs, tmp_path, monkeypatch):
     """The plan `actalign status` prints is made without writing any store file."""
+    tiny_random_path()  # built, not loaded: status reads its identity from its files
     workdir = tmp_path / "work"
     config = RunConfig(videos=inputs["all6"], classes=inputs["classes"], workdir=workdir, model="tiny-random", shard_size=3)
     store = Workdir.open(workdir)
-    plan = plan_run(store, config, read_inputs(config), encoder_for(config).identity)
-    assert {stage: len(plan.stale(stage)) for stage in ("acquire", "scripts", "step_embeddings", "score")} == {
+
+    def plan():
+        return plan_run(store, config, read_inputs(config), identity_for(config), lambda video: source_fingerprint(video, config))
+
+    before = plan()
+    assert {stage: len(before.stale(stage)) for stage in ("acquire", "scripts", "step_embeddings", "score")} == {
         "acquire": VIDEOS, "scripts": CLASSES, "step_embeddings": CLASSES, "score": VIDEOS * CLASSES * 2,
     }
     assert not [p for p in (workdir / "store").rglob("*.parquet") if p.stem != "_schema"]
     summary = run_pipeline(config)
-    after = plan_run(store, config, read_inputs(config), encoder_for(config).identity)
+    after = plan()
     assert summary.state == "completed" and all(item.state != STALE for item in after.items)
 
     # A stage version bumped in the code (its logic changed): that stage's items are stale, and say why.
-    import actalign.tasks.score
-
-    monkeypatch.setattr(actalign.tasks.score, "VERSION", actalign.tasks.score.VERSION + 1)
-    bumped = plan_run(store, config, read_inputs(config), encoder_for(config).identity)
+    version = stages.SCORE.version
+    monkeypatch.setattr(stages, "SCORE", replace(stages.SCORE, version=version + 1))
+    bumped = plan()
     assert {stage: len(bumped.stale(stage)) for stage in ("acquire", "scripts", "step_embeddings", "score")} == {
         "acquire": 0, "scripts": 0, "step_embeddings": 0, "score": VIDEOS * CLASSES * 2,
     }
-    assert bumped.reasons("score") == {f"version {actalign.tasks.score.VERSION - 1} -> {actalign.tasks.score.VERSION}": VIDEOS * CLASSES * 2}
+    assert bumped.reasons("score") == {f"version {version} -> {version + 1}": VIDEOS * CLASSES * 2}
 
 
 @pytest.mark.slow

@@ -26,13 +26,13 @@ from typer.testing import CliRunner
 from actalign.cli.main import app
 from actalign.errors import InputError
 from actalign.ids import RULE, check_id, file_stem
+from actalign.queries.explain import explain_video
 from actalign.storage import schemas
 from actalign.storage.embeddings import write_frame_embeddings, write_text_embeddings
 from actalign.storage.parquet import write_atomic
 from actalign.storage.records import RunRecord, mark_interrupted, write_run
 from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
-from actalign.tasks.explain import explain_video
 
 ACTALIGN = [str(Path(sys.executable).parent / "actalign")]  # the installed script, as a user runs it
 RUN = "20260101-000000-hostil"

@@ -20,8 +20,11 @@ import pytest
 import yaml
 from markdown_it import MarkdownIt
 
+from actalign.queries.report.build import build_report
+from actalign.queries.report.html_page import render_html
+from actalign.queries.report.markdown import render_markdown
 from actalign.storage.workdir import Workdir
-from actalign.tasks.report import artifact_description, artifact_table, build_report, render_html, render_markdown
+from actalign.tasks.artifacts import artifact_description, artifact_table
 
 ACTALIGN = [str(Path(sys.executable).parent / "actalign")]  # the installed script, as a user runs it
 IMG = "<img src=x onerror=alert(1)>"
@@ -40,7 +43,8 @@ def actalign(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpro
 
 @pytest.fixture(scope="module")
 def hostile_run(demo_dataset: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    """(workdir, finished `actalign run`) of the demo videos renamed with markup and HTML."""
+    """(workdir, finished `actalign run`) of the demo videos renamed with markup and HTML: a whole run with
+    its temporary Prefect server, over 20 s, so the tests using it are marked slow."""
     from actalign.tiny_model import tiny_random_path
 
     tiny_random_path()  # built once in the session's model cache, which the subprocess inherits
@@ -83,6 +87,7 @@ def test_sql_prints_markup_as_text(tmp_path: Path):
     assert "error:" in failed.stderr and "SELECT '[/]' FROM no_such_view" in failed.stderr  # DuckDB's message quotes the query
 
 
+@pytest.mark.slow
 def test_a_run_with_hostile_names_prints_its_predictions_as_text(hostile_run):
     workdir, done = hostile_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -118,6 +123,7 @@ def assert_inert(page: str) -> None:
     assert IMG in tags.text and SVG in tags.text
 
 
+@pytest.mark.slow
 def test_report_md_carries_no_raw_html(hostile_run):
     workdir, _ = hostile_run
     (report,) = (workdir / "runs").glob("*/report.md")
@@ -126,6 +132,7 @@ def test_report_md_carries_no_raw_html(hostile_run):
     assert_inert(MarkdownIt("commonmark").enable("table").render(text))  # a viewer that passes raw HTML through
 
 
+@pytest.mark.slow
 def test_markdown_html_and_artifacts_escape_cells_headings_and_notes(hostile_run, tmp_path: Path):
     workdir, _ = hostile_run
     report = build_report(Workdir.open(workdir), videos=[IMG], out_dir=tmp_path)  # heatmaps of the hostile video

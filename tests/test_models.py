@@ -6,6 +6,8 @@ preprocessing and identity, never accuracy.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +17,7 @@ import huggingface_hub
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from actalign.caveats import UNTRAINED_BANNER, UNTRAINED_MARKER
 from actalign.errors import InputError, ModelNotFoundError
@@ -159,11 +161,36 @@ def test_cache_and_fingerprint(enc: Encoder, tiny_dir: Path):
     assert load_encoder("tiny-random", batch_size=3) is enc
     default = load_encoder("tiny-random")
     assert default is not enc and default.batch_size == DEFAULT_BATCH_SIZE["cpu"] == 32
-    assert len(enc.identity.fingerprint) == 16 and int(enc.identity.fingerprint, 16) >= 0
+    assert len(enc.identity.fingerprint) == 16 and set(enc.identity.fingerprint) <= set("0123456789abcdef")
 
     clear_encoder_cache()
     reloaded = load_encoder("tiny-random", batch_size=3)
     assert reloaded is not enc and reloaded.identity.fingerprint == enc.identity.fingerprint
+
+
+def test_fingerprint_follows_the_checkpoint_not_its_folder(tiny_dir: Path, tmp_path: Path):
+    """Stage keys carry the fingerprint: the same files elsewhere, with new times, keep it (cached results are
+    reused); a changed config or re-saved weights change it (results are recomputed). Weights are recognised by
+    their files' names and sizes, never read whole."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_dir, copy)
+    for path in copy.iterdir():
+        os.utime(path, (time.time() + 60, time.time() + 60))
+    original = read_identity(str(tiny_dir)).fingerprint
+    assert read_identity(str(copy)).fingerprint == original
+
+    weights = load_file(copy / "model.safetensors")
+    save_file({name: tensor.half() for name, tensor in weights.items()}, copy / "model.safetensors")  # re-saved in half precision
+    half = read_identity(str(copy)).fingerprint
+    assert half != original
+    save_file({**weights, "extra.weight": torch.zeros(4)}, copy / "model.safetensors")  # a tensor added
+    assert read_identity(str(copy)).fingerprint not in (original, half)
+
+    shutil.copy(tiny_dir / "model.safetensors", copy / "model.safetensors")  # the original weights again
+    assert read_identity(str(copy)).fingerprint == original
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "initializer_factor": 2 * config["initializer_factor"]}))
+    assert read_identity(str(copy)).fingerprint != original
 
 
 def test_concurrent_loads_share_one_encoder(tiny_dir: Path):

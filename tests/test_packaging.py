@@ -133,9 +133,11 @@ class TestInstalledWheel:
             assert wheel.read(licenses[0]) == (REPO / "LICENSE").read_bytes()
         expected = {
             "actalign/flows/pipeline.py",
+            "actalign/download/fetching.py",
             "actalign/tasks/acquire.py",
             "actalign/storage/workdir.py",
             "actalign/queries/runner.py",
+            "actalign/queries/report/build.py",
             "actalign/queries/09_accuracy.sql",
             "actalign/cli/main.py",
             *(f"actalign/prompts/{path.name}" for path in (REPO / "actalign" / "prompts").glob("*.yaml")),

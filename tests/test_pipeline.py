@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from actalign import models
 from actalign.config import RunConfig
 from actalign.flows.pipeline import RunSummary, run_pipeline
 from actalign.frames import DECODE_STATS
@@ -91,7 +92,9 @@ def test_rerun_decodes_and_encodes_nothing(first_run):
     frame_files = sorted(Path(summary.workdir, "store", "frame_embeddings").glob("*.parquet"))
     mtimes = [f.stat().st_mtime_ns for f in frame_files]
     DECODE_STATS.reset()
+    models.clear_encoder_cache()
     again = run_pipeline(config)
+    assert not models._ENCODERS  # the flow plans with the model's identity; with nothing to encode no task loads the weights
     assert DECODE_STATS.frames == 0 and DECODE_STATS.videos == 0
     assert (again.decoded_frames, again.encoded_frames, again.encoded_texts, again.scored_pairs) == (0, 0, 0, 0)
     assert again.reused_pairs == summary.scored_pairs == 6 * 6 * 2

@@ -2,9 +2,9 @@
 run it again, and check that the final tables equal those of an uninterrupted run.
 
 The pipeline runs as a real separate process (`python -m actalign.cli.main run`, i.e. `actalign run`), in its own
-session so that the kill reaches every process it may have started. One `prefect server start` serves
-every run of the module, so no run pays the temporary server's start. The reference (uninterrupted)
-run goes in its own workdir, beside the crash attempts.
+session so that the kill reaches every process it may have started. The session's `prefect server start`
+(conftest's ``local_prefect_server``) serves every run, so no run pays the temporary server's start. The
+reference (uninterrupted) run goes in its own workdir, beside the crash attempts.
 
 Kill moments are chosen on observable progress in the workdir (polled every 20 ms), each followed by a
 small seeded random delay, in ONE workdir: every attempt reuses what the earlier ones stored, so the
@@ -30,7 +30,7 @@ import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from prefect_server import prefect_server, stop_group, tail
+from prefect_server import stop_group, tail
 
 REPO = Path(__file__).resolve().parents[1]
 SHARD_SIZE = 2
@@ -39,16 +39,6 @@ ATTEMPT_TIMEOUT_S = 180
 SCORE_TOLERANCE = 1e-6  # scores may differ in the last float bits when frames were batched differently
 
 pytestmark = pytest.mark.slow
-
-
-# --------------------------------------------------------------------------- the Prefect server
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory):
-    """One `prefect server start` on a free local port for the module; its API URL."""
-    with prefect_server(tmp_path_factory.mktemp("prefect-server"), "--no-ui", "--no-services") as (url, _):
-        yield url
 
 
 # --------------------------------------------------------------------------- running the pipeline
@@ -323,8 +313,9 @@ def _vectors_differ(a: dict[tuple, np.ndarray], b: dict[tuple, np.ndarray], atol
 STAGES_BEFORE_COMPLETION = ("scripts", "acquire", "score", "views", "report", "finalize")  # before its record said 'completed'
 
 
-def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_tables(demo_dataset, prefect_api, tmp_path):
+def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_tables(demo_dataset, local_prefect_server, tmp_path):
     manifest, classes = demo_dataset
+    prefect_api, _ = local_prefect_server
     n_videos = sum(1 for line in manifest.read_text().splitlines()[1:] if line.strip())
     seed = int(os.environ.get("ACTALIGN_RECOVERY_SEED", random.SystemRandom().randrange(2**32)))
     rng = random.Random(seed)

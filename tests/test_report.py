@@ -20,7 +20,12 @@ from actalign.caveats import UNTRAINED_BANNER
 from actalign.cli.main import app
 from actalign.config import RunConfig
 from actalign.ids import file_stem
-from actalign.tasks.report import MARKDOWN_ARTIFACT_KEY, TABLE_ARTIFACT_KEY, build_report, render_html, render_json, render_markdown, write_files
+from actalign.queries.report.build import build_report
+from actalign.queries.report.html_page import render_html
+from actalign.queries.report.json_doc import render_json
+from actalign.queries.report.markdown import render_markdown
+from actalign.queries.report.write import write_files
+from actalign.tasks.artifacts import MARKDOWN_ARTIFACT_KEY, TABLE_ARTIFACT_KEY
 
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
 

@@ -12,13 +12,14 @@ import pytest
 
 from actalign import pooling
 from actalign.align import AlignmentInputError, DropAlignment, drop_dtw_candidates, drop_dtw_many, drop_value, reference_drop_dtw
+from actalign.config import RunConfig
 from actalign.errors import InputError, ItemError
 from actalign.scorers import (
     ALIGNMENT_MODES,
     DEFAULT_SCORERS,
     OST,
-    REQUIRED_TEXTS,
     SCORER_NAMES,
+    SCORERS,
     ActAlign,
     AttributeSaliency,
     Calibration,
@@ -29,7 +30,6 @@ from actalign.scorers import (
     MissingTextsError,
     Storyboard,
     make_scorer,
-    texts_needed,
 )
 
 CAL = Calibration(logit_scale=np.log(10.0), logit_bias=-5.0)
@@ -57,37 +57,40 @@ def unit(rows: np.ndarray) -> np.ndarray:
 
 
 def test_every_scorer_by_name():
-    assert SCORER_NAMES == (
-        "mean-pool",
-        "actalign",
-        "actalign-subsequence",
-        "actalign-segment",
-        "max-pool",
-        "attribute-saliency",
-        "attribute-saliency-augmented",
-        "storyboard",
-        "drop-dtw",
-        "drop-dtw-calibrated",
-        "ost",
-    )
-    assert DEFAULT_SCORERS == ("mean-pool", "actalign")
+    """Each name builds the scorer of that name; "all" runs every one; the default is the paper's baseline and method."""
     assert [make_scorer(name, smoothing=3).name for name in SCORER_NAMES] == list(SCORER_NAMES)
+    assert RunConfig(videos="v", classes="c", scorers=("all",)).scorers == SCORER_NAMES
+    assert DEFAULT_SCORERS == ("mean-pool", "actalign") and RunConfig(videos="v", classes="c").scorers == DEFAULT_SCORERS
     assert make_scorer("actalign-segment", smoothing=3) == ActAlign(smoothing=3, mode="segment")
-    assert make_scorer("drop-dtw", smoothing=3) == DropDTW(smoothing=3)
     assert make_scorer("drop-dtw-calibrated") == DropDTW(drop_affinity=0.5)
     assert make_scorer("attribute-saliency-augmented") == AttributeSaliency(augmented=True)
-    assert ALIGNMENT_MODES == {"actalign": "global", "actalign-subsequence": "subsequence", "actalign-segment": "segment"}
+    assert {name: make_scorer(name).mode for name in ALIGNMENT_MODES} == ALIGNMENT_MODES  # explain draws these modes
     assert Storyboard(min_relevance=0.1).name == "storyboard-filtered" and OST(descriptors="steps").name == "ost-steps"
 
 
-def test_required_texts():
-    assert REQUIRED_TEXTS == {
-        "attribute-saliency": ("attributes",),
-        "attribute-saliency-augmented": ("attributes",),
-        "storyboard": ("subtexts",),
-        "ost": ("subtexts",),
-    }
-    assert texts_needed(DEFAULT_SCORERS) == set() and texts_needed(SCORER_NAMES) == {"attributes", "subtexts"}
+@pytest.mark.parametrize("name", SCORER_NAMES)
+def test_a_scorer_smooths_exactly_when_its_table_entry_says(name):
+    """Smoothing changes the scores of the scorers marked ``smoothed`` and no other: the pair keys hash it for those alone."""
+    rng = np.random.default_rng(3)
+    frames = rng.normal(size=(16, 6))
+    candidates = [full_texts(str(i), rng.normal(size=(4, 6)), rng.normal(size=6), rng) for i in range(3)]
+    plain, smoothed = ([s.score for s in make_scorer(name, smoothing=width).score_many(frames, candidates, CAL)] for width in (0, 5))
+    assert (plain != pytest.approx(smoothed, abs=1e-9)) == SCORERS[name].smoothed
+
+
+@pytest.mark.parametrize("name", SCORER_NAMES)
+def test_a_scorer_needs_exactly_the_texts_its_table_entry_names(name):
+    """A candidate without a kind of optional text fails exactly the scorers that list it; a run embeds exactly those kinds."""
+    frames, steps, label = np.ones((4, 3)), np.ones((2, 3)), np.ones(3)
+    for field in ("attributes", "subtexts"):
+        lacking = ClassTexts("axe-kick", steps, label, **{other: np.ones((2, 3)) for other in ("attributes", "subtexts") if other != field})
+        try:
+            make_scorer(name)(frames, lacking, CAL)
+            failed = False
+        except MissingTextsError:
+            failed = True
+        assert failed == (field in SCORERS[name].texts), field
+    assert RunConfig(videos="v", classes="c", scorers=(name,)).text_kinds() == ("steps", *sorted(SCORERS[name].texts))
 
 
 def test_alignment_sees_order_and_the_order_free_scorers_do_not():
@@ -245,7 +248,7 @@ def test_bad_embeddings_fail_the_video_with_an_item_error(name):
         scorer.score_many(np.ones((4, 3)), [good, full_texts("axe-kick", np.ones((2, 2)), np.ones(2))], CAL)
 
 
-@pytest.mark.parametrize(("name", "field"), [(name, field) for name, fields in REQUIRED_TEXTS.items() for field in fields])
+@pytest.mark.parametrize(("name", "field"), [(name, field) for name, spec in SCORERS.items() for field in spec.texts])
 def test_missing_texts_fail_the_video_naming_the_class_and_the_texts(name, field):
     frames = np.ones((4, 3))
     complete = full_texts("spin", np.ones((2, 3)), np.ones(3))
@@ -258,7 +261,7 @@ def test_missing_texts_fail_the_video_naming_the_class_and_the_texts(name, field
         make_scorer(name)(frames, ClassTexts("spin", np.ones((2, 3)), np.ones(3), **{field: np.ones((0, 3))}), CAL)
 
 
-@pytest.mark.parametrize("name", [n for n in SCORER_NAMES if n not in REQUIRED_TEXTS])
+@pytest.mark.parametrize("name", [name for name, spec in SCORERS.items() if not spec.texts])
 def test_scorers_without_optional_texts_do_not_need_them(name):
     texts = ClassTexts("c", one_hot([0, 1]), np.ones(4))  # no attributes, no sub-texts
     assert math.isfinite(make_scorer(name)(one_hot([0, 1, 1]), texts, CAL).score)

@@ -1,7 +1,7 @@
 """toy-shapes: a real SigLIP trained here on generated shapes, loaded like any checkpoint, that tells unseen scenes apart.
 
 The session's model is trained once per test session (a few minutes) into the
-session's private cache; the recipe tests train a few steps only.
+session's private cache, so the tests using it are marked slow; the recipe tests train a few steps only.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from actalign.toy_model import RECIPE, RECIPE_FILE, caption_accuracy, toy_shapes
 SMALL = replace(RECIPE, steps=3, batch_size=8)
 
 
+@pytest.mark.slow
 def test_a_real_siglip_loaded_like_any_checkpoint(toy_encoder: Encoder) -> None:
     folder = toy_shapes_path()
     assert folder.name == f"toy-shapes-{RECIPE.digest()}"
@@ -37,6 +38,7 @@ def test_a_real_siglip_loaded_like_any_checkpoint(toy_encoder: Encoder) -> None:
     assert load_encoder(str(folder)).identity.caveat == TOY_BANNER
 
 
+@pytest.mark.slow
 def test_unseen_combinations_rank_their_caption_first(toy_encoder: Encoder) -> None:
     """Scenes whose (colour, shape, background) never occurred in training, drawn at 128 px and
     resized by the model's own image processor, as a video frame larger than the model would be."""
@@ -57,6 +59,7 @@ def test_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     assert not all(weights["a"][key].equal(weights["other-seed"][key]) for key in weights["a"])
 
 
+@pytest.mark.slow
 def test_a_changed_recipe_is_trained_into_its_own_folder(toy_encoder: Encoder) -> None:
     assert SMALL.digest() != RECIPE.digest() != replace(RECIPE, held_out=RECIPE.held_out[1:]).digest()
     folder = toy_shapes_path(SMALL)

@@ -21,14 +21,14 @@ from actalign.llm.settings import DEFAULT_LLM_MODEL, LLMSettings
 
 if TYPE_CHECKING:
     from actalign.llm.openai_provider import GenerationBatch, OpenAIScriptProvider, question_actions
-    from actalign.llm.plan import RequestPlan, plan_requests
+    from actalign.llm.request_plan import RequestPlan, plan_requests
 
 _LAZY = {
     "GenerationBatch": "actalign.llm.openai_provider",
     "OpenAIScriptProvider": "actalign.llm.openai_provider",
     "question_actions": "actalign.llm.openai_provider",
-    "RequestPlan": "actalign.llm.plan",
-    "plan_requests": "actalign.llm.plan",
+    "RequestPlan": "actalign.llm.request_plan",
+    "plan_requests": "actalign.llm.request_plan",
 }
 
 

@@ -59,10 +59,11 @@ from actalign.llm.ratelimit import RequestLimits, shared_limits
 from actalign.llm.results import GeneratedScript, ScriptRequest
 from actalign.llm.settings import LOCAL_PLACEHOLDER_KEY, LLMSettings
 from actalign.llm.validate import AnswerParseError, AnswerValidationError, parse_json_answer, validate_answer
+from actalign.stages import SCRIPTS
 
 log = logging.getLogger("actalign.llm")
 
-SCRIPT_STAGE, SCRIPT_VERSION = "llm_script", 1  # bump when parsing or validation changes what a stored script can be
+SCRIPT_STAGE = "llm_script"  # the keys of LLM scripts; their version is the scripts stage's (actalign.stages.SCRIPTS)
 FORMATS = ("json_schema", "json_object", "text")  # best first
 
 ANSWER_SCHEMA: dict[str, Any] = {
@@ -142,7 +143,7 @@ class OpenAIScriptProvider:
         config = {k: v for k, v in self.config().items() if k != "granularity"}
         ordered = question_actions(candidates) if candidates is not None else ()
         subject = {"domain": domain, "action": action, "candidates": list(ordered) if len(ordered) > 1 else None}
-        return stage_key(SCRIPT_STAGE, SCRIPT_VERSION, {**config, **subject})
+        return stage_key(SCRIPT_STAGE, SCRIPTS.version, {**config, **subject})
 
     def requests_for(self, groups: Iterable[tuple[str | None, Sequence[str]]]) -> list[ScriptRequest]:
         """The requests that script ``groups`` = (domain, candidate actions) per question, deduplicated by key."""
@@ -151,7 +152,7 @@ class OpenAIScriptProvider:
             ordered = question_actions(actions)
             if self.settings.granularity == "question" and len(ordered) > 1:
                 keys = tuple(self.script_key(domain, action, ordered) for action in ordered)
-                key = stage_key(SCRIPT_STAGE + "_request", SCRIPT_VERSION, {"scripts": list(keys)})
+                key = stage_key(SCRIPT_STAGE + "_request", SCRIPTS.version, {"scripts": list(keys)})
                 requests.setdefault(key, ScriptRequest(key, domain, ordered, keys, per_question=True))
             else:  # one request per action; a one-candidate question is the same request
                 for action in ordered:

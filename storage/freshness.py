@@ -1,6 +1,6 @@
-"""What a run would recompute, and why: a plan made from the stage keys before any work.
+"""What a run would recompute, and why: a freshness plan made from the stage keys before any work.
 
-Every stage output is addressed by its key (``actalign.keys``); an item is
+Every stage output is addressed by its key (``actalign.stages``); an item is
 fresh when its output is in the store and readable, stale otherwise. The flow
 writes its plan to ``runs/<run>/plan.parquet`` (also the list of store entries
 the run references, which ``actalign gc`` keeps); ``actalign status`` makes the
@@ -8,8 +8,9 @@ same plan without running and writes ``plans/status.parquet``. Both are the
 ``freshness`` view.
 
 A stale item's reason compares it with the previous run's plan: a stage
-setting that changed ("fps 4.0 -> 2.0"), an item that is new, an input that
-changed upstream, or an output missing or corrupt in the store.
+setting that changed ("fps 4.0 -> 2.0", a setting as ``actalign.stages``
+declares it), an item that is new, an input that changed upstream, or an
+output missing or corrupt in the store.
 """
 
 from __future__ import annotations
@@ -24,20 +25,20 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from actalign import stages
 from actalign.config import RunConfig
+from actalign.inputs import Inputs
+from actalign.manifest import VideoSpec
 from actalign.registry import ModelIdentity
-from actalign.scorers import Calibration, scorer_settings
+from actalign.script_assignment import ScriptAssignment, assign_scripts, request_item
 from actalign.storage import schemas
 from actalign.storage.integrity import Stored, inspect
 from actalign.storage.parquet import read, write_atomic
 from actalign.storage.records import now
 from actalign.storage.workdir import SCHEMA, Workdir
-from actalign.tasks import acquire, score, scripts, texts
-from actalign.tasks.plan import Inputs
-from actalign.tasks.scripts import ScriptAssignment, assign_scripts
 
 FRESH, STALE, ERROR = "fresh", "stale", "error"
-STAGES = (acquire.STAGE, scripts.STAGE, texts.STAGE, score.STAGE)
+STAGES = (stages.ACQUIRE.name, stages.SCRIPTS.name, stages.TEXTS.name, stages.SCORE.name)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,9 @@ class Previous:
 
 
 @dataclass
-class Plan:
+class FreshnessPlan:
+    """Every item a run needs, fresh or stale (and why), and the stage settings it was judged with."""
+
     items: list[PlanItem]
     settings: dict[str, dict[str, Any]]
     previous_run: str | None
@@ -104,46 +107,33 @@ class Plan:
         return plan_id
 
 
-def stage_settings(config: RunConfig, model: ModelIdentity) -> dict[str, dict[str, Any]]:
-    """Per stage, the settings its keys hash besides each item's own inputs (what a reason can name)."""
-    identity = {"model": model.model_id, "fingerprint": model.fingerprint, "dtype": model.dtype_name}
-    llm = {kind: scripts.provider_config(config, kind) for kind in config.text_kinds()} if config.provider == "openai" else {}
-    return {
-        acquire.STAGE: {
-            "version": acquire.VERSION, "fps": config.fps, "image_size": list(model.image_size), **identity,
-            "max_height": config.download.max_height, "margin_s": config.download.margin_s,
-        },
-        scripts.STAGE: {"version": scripts.VERSION, "provider": config.provider, **llm},
-        texts.STAGE: {"version": texts.VERSION, "step_template": config.step_template, "name_template": config.name_template, **identity},
-        score.STAGE: {
-            "version": score.VERSION, "scorers": list(config.scorers), "smoothing": config.smoothing,
-            "logit_scale": model.logit_scale, "logit_bias": model.logit_bias,
-        },
-    }
-
-
 def plan_run(
     workdir: Workdir,
     config: RunConfig,
     inputs: Inputs,
     model: ModelIdentity,
+    source_of: Callable[[VideoSpec], str],
     assignments: list[ScriptAssignment] | None = None,
     previous: Previous | None = None,
-) -> Plan:
-    """Every item of every stage the run needs, with its key and whether the store already has it."""
-    settings = stage_settings(config, model)
+) -> FreshnessPlan:
+    """Every item of every stage the run needs, with its key and whether the store already has it.
+
+    ``source_of``: what a video's frames key hashes of its source (the acquire stage's ``source_fingerprint``).
+    """
+    settings = stages.run_settings(config, model)
     judge = _Judge(workdir, previous if previous is not None else Previous.load(workdir), settings)
     items: list[PlanItem] = []
 
+    acquire = stages.ACQUIRE.name
     frames: dict[str, str] = {}
     for video in inputs.videos:
         try:
-            key = acquire.frames_key(video, config, model)
+            key = stages.frames_key(video, source_of(video), config, model)
         except Exception as exc:  # e.g. a missing file: the run records it as a failed video
-            items.append(PlanItem(acquire.STAGE, video.video_id, None, None, ERROR, str(exc)))
+            items.append(PlanItem(acquire, video.video_id, None, None, ERROR, str(exc)))
             continue
         frames[video.video_id] = key
-        items.append(judge(acquire.STAGE, video.video_id, key, workdir.frames_path(key), "new video", "video file or segment changed"))
+        items.append(judge(acquire, video.video_id, key, workdir.frames_path(key), "new video", "video file or segment changed"))
 
     assignments = assignments if assignments is not None else [assign_scripts(inputs.classes, inputs.videos, config, k) for k in config.text_kinds()]
     embeds: dict[str, str] = {}  # script key -> embedding key
@@ -152,15 +142,14 @@ def plan_run(
         for request in assignment.requests:
             missing = [k for k in request.script_keys if inspect(workdir.script_path(k)) is not Stored.OK]
             path = workdir.script_path(missing[0] if missing else request.script_keys[0])
-            items.append(judge(scripts.STAGE, f"{assignment.kind}/{scripts.request_item(request)}", request.key, path, "new question", "prompt or LLM settings changed"))
+            items.append(judge(stages.SCRIPTS.name, f"{assignment.kind}/{request_item(request)}", request.key, path, "new question", "prompt or LLM settings changed"))
         for key, spec in assignment.classes.items():
             if spec.texts(assignment.kind):
-                items.append(judge(scripts.STAGE, labels[key], key, workdir.script_path(key), "new class", "hand-written texts changed"))
+                items.append(judge(stages.SCRIPTS.name, labels[key], key, workdir.script_path(key), "new class", "hand-written texts changed"))
         for key in assignment.classes:
-            embeds[key] = texts.embed_key(key, config, model)
-            items.append(judge(texts.STAGE, labels[key], embeds[key], workdir.step_embeddings_path(embeds[key]), "new class", "its script changed"))
+            embeds[key] = stages.embed_key(key, config, model)
+            items.append(judge(stages.TEXTS.name, labels[key], embeds[key], workdir.step_embeddings_path(embeds[key]), "new class", "its script changed"))
 
-    calibration = Calibration(model.logit_scale, model.logit_bias)
     kinds = {a.kind: a for a in assignments}
     for video in inputs.videos:
         if video.video_id not in frames:
@@ -170,11 +159,11 @@ def plan_run(
         for candidate in video.candidates:
             keys = {kind: embeds[a.keys[video.video_id][candidate]] for kind, a in kinds.items() if candidate in a.keys.get(video.video_id, {})}
             for name in config.scorers:
-                key = score.pair_key(name, config.smoothing, calibration, frames_key, keys)
+                key = stages.pair_key(name, config, model, frames_key, keys)
                 item = f"{video.video_id}/{candidate}/{name}"
-                upstream = "frames changed (acquire)" if judge.changed(acquire.STAGE, video.video_id, frames_key) else ""
+                upstream = "frames changed (acquire)" if judge.changed(acquire, video.video_id, frames_key) else ""
                 items.append(judge.pair(item, video.video_id, key, name, cache, workdir.pair_scores_path(frames_key), upstream))
-    return Plan(items, settings, judge.previous.run_id)
+    return FreshnessPlan(items, settings, judge.previous.run_id)
 
 
 def _script_labels(assignment: ScriptAssignment) -> dict[str, str]:
@@ -185,7 +174,7 @@ def _script_labels(assignment: ScriptAssignment) -> dict[str, str]:
     for request in assignment.requests:
         if request.per_question:
             for key in request.script_keys:
-                labels[key] += f" in [{scripts.request_item(request)}]"
+                labels[key] += f" in [{request_item(request)}]"
     return labels
 
 
@@ -216,23 +205,23 @@ class _Judge:
 
     def pair(self, item: str, video_id: str, key: str, scorer: str, cache: set[str] | Stored, path: Any, upstream: str) -> PlanItem:
         relative = str(path.relative_to(self.workdir.root))
+        score = stages.SCORE
         if isinstance(cache, set) and key in cache:
-            return PlanItem(score.STAGE, item, key, relative, FRESH)
-        old = self.previous.settings.get(score.STAGE)
+            return PlanItem(score.name, item, key, relative, FRESH)
+        old = self.previous.settings.get(score.name)
         if old is not None and scorer not in old.get("scorers", []):
             new = f"scorer {scorer} added"
-        elif self.previous.run_id and (acquire.STAGE, video_id) not in self.previous.keys:
+        elif self.previous.run_id and (stages.ACQUIRE.name, video_id) not in self.previous.keys:
             new = "new video"
         else:
             new = "new candidate"
 
         def changed() -> str:
-            mine = _pair_settings(self.settings[score.STAGE], scorer)
-            diff = _diff(_pair_settings(old, scorer), mine) if old else ""
+            diff = _diff(score.item_values(old, scorer), score.item_values(self.settings[score.name], scorer)) if old else ""
             return "; ".join(part for part in (diff, upstream) if part) or "texts changed (scripts)"
 
         state = cache if isinstance(cache, Stored) else Stored.MISSING
-        return PlanItem(score.STAGE, item, key, relative, STALE, self._reason(score.STAGE, item, key, state, new, changed))
+        return PlanItem(score.name, item, key, relative, STALE, self._reason(score.name, item, key, state, new, changed))
 
     def _reason(self, stage: str, item: str, key: str, state: Stored, new: str, changed: Callable[[], str]) -> str:
         if state is Stored.CORRUPT:
@@ -245,12 +234,6 @@ class _Judge:
         if old == key:
             return f"missing from the store (run {self.previous.run_id} failed or was interrupted, or gc removed it)"
         return changed()
-
-
-def _pair_settings(stage: Mapping[str, Any], scorer: str) -> dict[str, Any]:
-    """The score stage's settings that one scorer's pairs depend on."""
-    common = {k: stage.get(k) for k in ("version", "logit_scale", "logit_bias")}
-    return {**common, **scorer_settings(scorer, stage.get("smoothing", 0))}
 
 
 def _diff(old: Mapping[str, Any] | None, new: Mapping[str, Any], prefix: str = "") -> str:
@@ -267,7 +250,7 @@ def _diff(old: Mapping[str, Any] | None, new: Mapping[str, Any], prefix: str = "
     return "; ".join(change for change in changes if change)
 
 
-def describe_plan(plan: Plan) -> str:
+def describe_plan(plan: FreshnessPlan) -> str:
     """One line per stage: how many items are stale of how many, and the commonest reasons."""
     lines = []
     for stage, counts in plan.counts().items():
