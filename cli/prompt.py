@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -45,9 +44,7 @@ def publish(
     if not api_url:
         print_error("set PREFECT_API_URL to the Prefect server whose deployments should react, e.g. http://127.0.0.1:4200/api")
         raise typer.Exit(2)
-    given = Path(template)
-    is_file = given.suffix in (".yaml", ".yml") or given.is_file()  # the same rule as load_template
-    path = given.resolve() if is_file else Path(str(resources.files("actalign") / "prompts" / f"{template}.yaml"))
+    path = Path(loaded.path)
     try:
         event_id = asyncio.run(_emit(loaded, path))
     except Exception as exc:  # the server is down or refused the event: nothing was published

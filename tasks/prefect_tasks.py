@@ -1,6 +1,7 @@
 """The stages as Prefect tasks: names, retries and logging around the plain stage functions.
 
-The only module of ``actalign.tasks`` that imports Prefect, so that planning
+The only module of ``actalign.tasks`` that imports Prefect when imported
+(``tasks/artifacts.py`` imports it only to publish), so that planning
 (`actalign status`), reports and queries start without it.
 """
 
@@ -13,51 +14,21 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from actalign.classes import ClassSpec
-from actalign.config import RunConfig
-from actalign.manifest import VideoSpec
 from actalign.queries.report.build import build_report
 from actalign.queries.report.write import write_files
-from actalign.registry import ModelIdentity
-from actalign.script_assignment import ScriptAssignment
 from actalign.storage.workdir import Workdir
-from actalign.tasks.acquire import AcquireResult, acquire_videos
+from actalign.tasks.acquire import acquire_videos
 from actalign.tasks.artifacts import publish_artifacts
 from actalign.tasks.results import write_results
-from actalign.tasks.score import ScoreResult, score_videos
-from actalign.tasks.scripts import ScriptsResult, write_scripts
-from actalign.tasks.texts import TextsResult, encode_texts
+from actalign.tasks.score import score_videos
+from actalign.tasks.scripts import write_scripts
+from actalign.tasks.texts import encode_texts
 
-
-@task(name="acquire-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def acquire_shard(workdir: Workdir, run_id: str, shard: str, videos: list[VideoSpec], config: RunConfig, model: ModelIdentity) -> AcquireResult:
-    return acquire_videos(workdir, run_id, shard, videos, config, model)
-
-
-@task(name="write-scripts", retries=0, cache_policy=NO_CACHE)  # the LLM provider has its own retry layer
-def write_scripts_task(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -> ScriptsResult:
-    return write_scripts(workdir, run_id, assignment)
-
-
-@task(name="encode-texts", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def encode_texts_task(
-    workdir: Workdir, run_id: str, scripts: dict[str, tuple[ClassSpec, str]], written: list[ScriptsResult], config: RunConfig, model: ModelIdentity
-) -> TextsResult:
-    return encode_texts(workdir, run_id, scripts, written, config, model)
-
-
-@task(name="score-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def score_shard(
-    workdir: Workdir,
-    run_id: str,
-    shard: str,
-    videos: list[VideoSpec],
-    frames_keys: dict[str, str],
-    embed_keys: dict[str, dict[str, dict[str, str]]],
-    model: ModelIdentity,
-    config: RunConfig,
-) -> ScoreResult:
-    return score_videos(workdir, run_id, shard, videos, frames_keys, embed_keys, model, config)
+# The stage functions themselves, as tasks: their signatures are the tasks' parameters.
+acquire_shard = task(name="acquire-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)(acquire_videos)
+write_scripts_task = task(name="write-scripts", retries=0, cache_policy=NO_CACHE)(write_scripts)  # the LLM provider retries itself
+encode_texts_task = task(name="encode-texts", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)(encode_texts)
+score_shard = task(name="score-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)(score_videos)
 
 
 @task(name="write-report", retries=1, cache_policy=NO_CACHE)

@@ -488,6 +488,18 @@ def test_templates_load_with_bounds_and_reject_unknown_placeholders(tmp_path: Pa
         LLMSettings(base_url="localhost:8000/v1")
 
 
+def test_a_template_edited_between_two_loads_gives_its_new_hash(tmp_path: Path):
+    """Every reader of a run's template gets one parse, and an edit between runs is never served stale."""
+    path = tmp_path / "mine.yaml"
+    path.write_bytes(_template_bytes())
+    first = load_template(path)
+    assert load_template(str(path)) is first and first.path == str(path.resolve())
+    path.write_bytes(_template_bytes().replace(b"Sport or activity", b"Activity or sport", 1))
+    edited = load_template(path)
+    assert edited.template_hash != first.template_hash and "Activity or sport" in edited.question + edited.single + edited.system
+    assert load_template("context-rich").path.endswith("prompts/context-rich.yaml")
+
+
 def test_parse_json_answer_finds_the_object():
     assert parse_json_answer('{"scripts": []}') == {"scripts": []}
     assert parse_json_answer('text\n```json\n{"scripts": [1]}\n```') == {"scripts": [1]}

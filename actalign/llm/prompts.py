@@ -12,9 +12,10 @@ script key: editing a template regenerates exactly the scripts written with it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -45,6 +46,7 @@ class PromptTemplate:
     question: str
     single: str  # the "class" text: one action per request
     source: str  # where it was loaded from (for messages only, never part of a key)
+    path: str = ""  # the file read, absolute (a shipped template's inside the package)
 
     @property
     def label(self) -> str:
@@ -90,17 +92,26 @@ def builtin_templates() -> list[str]:
 
 
 def load_template(name_or_path: str | Path = DEFAULT_TEMPLATE) -> PromptTemplate:
-    """A shipped template by name (``context-rich``, ``short-fixed``) or a template file by path."""
+    """A shipped template by name (``context-rich``, ``short-fixed``) or a template file by path.
+
+    Every reader of a run's templates (script keys, plans, requests, results) calls this; each
+    distinct content is parsed once per process, and the file is read every time, so an edit counts.
+    """
     text = str(name_or_path)
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise InputError(f"prompt template file not found: {path}")
-        return parse_template(path.read_bytes(), str(path))
+        return _parsed(path.read_bytes(), str(path), str(path.resolve()))
     resource = resources.files("actalign") / "prompts" / f"{text}.yaml"
     if not resource.is_file():
         raise InputError(f"unknown prompt template {text!r}; choose one of {', '.join(builtin_templates())} or give a .yaml path")
-    return parse_template(resource.read_bytes(), f"actalign/prompts/{text}.yaml")
+    return _parsed(resource.read_bytes(), f"actalign/prompts/{text}.yaml", str(resource))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(data: bytes, source: str, path: str) -> PromptTemplate:
+    return replace(parse_template(data, source), path=path)
 
 
 def parse_template(data: bytes, source: str) -> PromptTemplate:
