@@ -127,6 +127,23 @@ class _OneOfMany:
         return self.score_many(frames, [texts], calibration)[0]
 
 
+class _NamePooling(_OneOfMany):
+    """Scorers that pool the frames with text-guided weights and compare with each candidate's name: the
+    checks and the normalisation once per video, ``score_one`` per candidate."""
+
+    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
+        if not candidates:
+            return []
+        frames = check_rows(frames, "frames")
+        names = _names(frames, candidates)
+        kappa = _kappa(calibration)
+        unit_frames = l2_normalise(frames)
+        return [Score(self.score_one(frames, unit_frames, name, candidate, kappa)) for candidate, name in zip(candidates, names)]
+
+    def score_one(self, frames: np.ndarray, unit_frames: np.ndarray, name: np.ndarray, candidate: ClassTexts, kappa: float) -> float:
+        raise NotImplementedError
+
+
 def _names(frames: np.ndarray, candidates: Sequence[ClassTexts]) -> np.ndarray:
     """The candidates' name embeddings, checked against the frames and L2-normalised (n x d)."""
     return l2_normalise(
@@ -272,7 +289,7 @@ class DropDTW(_OneOfMany):
 
 
 @dataclass(frozen=True)
-class AttributeSaliency(_OneOfMany):
+class AttributeSaliency(_NamePooling):
     """Attribute-driven temporal saliency (after Kim, Kim and Lee, "Enhancing Spatio-Temporal
     Zero-shot Action Recognition with Language-driven Description Attributes"; its temporal
     branch is BIKE's "video concept spotting", Wu et al. CVPR 2023).
@@ -296,24 +313,15 @@ class AttributeSaliency(_OneOfMany):
     def name(self) -> str:
         return "attribute-saliency-augmented" if self.augmented else "attribute-saliency"
 
-    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
-        if not candidates:
-            return []
-        frames = check_rows(frames, "frames")
-        names = _names(frames, candidates)
-        kappa = _kappa(calibration)
-        unit_frames = l2_normalise(frames)
-        scores = []
-        for candidate, name in zip(candidates, names):
-            attributes = _texts(self.name, frames, candidate, "attributes")
-            video = pooling.pool(unit_frames, pooling.attribute_saliency(unit_frames, attributes, kappa))
-            query = l2_normalise(name + attributes.mean(axis=0)) if self.augmented else name
-            scores.append(Score(float(video @ query)))
-        return scores
+    def score_one(self, frames: np.ndarray, unit_frames: np.ndarray, name: np.ndarray, candidate: ClassTexts, kappa: float) -> float:
+        attributes = _texts(self.name, frames, candidate, "attributes")
+        video = pooling.pool(unit_frames, pooling.attribute_saliency(unit_frames, attributes, kappa))
+        query = l2_normalise(name + attributes.mean(axis=0)) if self.augmented else name
+        return float(video @ query)
 
 
 @dataclass(frozen=True)
-class Storyboard(_OneOfMany):
+class Storyboard(_NamePooling):
     """Storyboard-guided pooling (after Liu et al., "Storyboard guided Alignment for
     Fine-grained Video Action Recognition", arXiv 2410.14238).
 
@@ -339,22 +347,12 @@ class Storyboard(_OneOfMany):
     def name(self) -> str:
         return "storyboard" if self.min_relevance is None and self.max_redundancy is None else "storyboard-filtered"
 
-    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
-        if not candidates:
-            return []
-        frames = check_rows(frames, "frames")
-        names = _names(frames, candidates)
-        kappa = _kappa(calibration)
-        unit_frames = l2_normalise(frames)
-        scores = []
-        for candidate, name in zip(candidates, names):
-            subtexts = _texts(self.name, frames, candidate, "subtexts")
-            if self.min_relevance is not None or self.max_redundancy is not None:
-                subtexts = subtexts[pooling.select_subtexts(name, subtexts, self.min_relevance, self.max_redundancy)]
-            coarse, fine = pooling.storyboard_weights(unit_frames, name, subtexts, kappa)
-            video = pooling.pool(unit_frames, coarse + fine)
-            scores.append(Score(float(video @ name)))
-        return scores
+    def score_one(self, frames: np.ndarray, unit_frames: np.ndarray, name: np.ndarray, candidate: ClassTexts, kappa: float) -> float:
+        subtexts = _texts(self.name, frames, candidate, "subtexts")
+        if self.min_relevance is not None or self.max_redundancy is not None:
+            subtexts = subtexts[pooling.select_subtexts(name, subtexts, self.min_relevance, self.max_redundancy)]
+        coarse, fine = pooling.storyboard_weights(unit_frames, name, subtexts, kappa)
+        return float(pooling.pool(unit_frames, coarse + fine) @ name)
 
 
 @dataclass(frozen=True)
