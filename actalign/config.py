@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from actalign.download import DownloadOptions
 from actalign.frames import DEFAULT_FPS
 from actalign.llm import LLMSettings
+from actalign.llm.prompts import DEFAULT_TEMPLATE
 from actalign.registry import DEFAULT_MODEL
 from actalign.scorers import DEFAULT_SCORERS, SCORERS, texts_needed
 
@@ -51,6 +52,20 @@ class DownloadSettings(BaseModel):
         )
 
 
+class Prompts(BaseModel):
+    """The prompt template of each kind of class text an LLM writes: a shipped name or a .yaml path.
+    One field per kind of ``actalign.classes.TEXT_KINDS``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: str = Field(DEFAULT_TEMPLATE, description="the ordered sub-action script: context-rich, short-fixed, or a .yaml path")
+    attributes: str = Field("attributes", description="attribute keywords (attribute-saliency)")
+    subtexts: str = Field("storyboard", description="storyboard sub-texts (storyboard)")
+
+
+RENAMED = {"attribute_prompt": "prompts.attributes", "subtext_prompt": "prompts.subtexts"}
+
+
 class RunConfig(BaseModel):
     """Everything a pipeline run depends on."""
 
@@ -72,8 +87,7 @@ class RunConfig(BaseModel):
     llm: LLMSettings = Field(default_factory=LLMSettings, description="the LLM provider's settings (provider openai)")
     step_template: str = Field("{step} in {domain}", description="text encoded for a step (domain known)")
     name_template: str = Field("{action}", description="text encoded for a class name (mean-pool baseline)")
-    attribute_prompt: str = Field("attributes", description="prompt template for attribute keywords (attribute-saliency)")
-    subtext_prompt: str = Field("storyboard", description="prompt template for storyboard sub-texts (storyboard)")
+    prompts: Prompts = Field(default_factory=Prompts, description="the prompt template of each kind of text the LLM writes")
     limit: int | None = Field(None, ge=1, description="only the first N videos of the manifest (after filtering): a smoke test")
     shard_size: int = Field(DEFAULT_SHARD_SIZE, ge=1, description="videos per task")
     workers: int = Field(2, ge=1, description="tasks running at once in this process (local runner)")
@@ -85,7 +99,19 @@ class RunConfig(BaseModel):
         return ("steps", *sorted(texts_needed(self.scorers)))
 
     def prompt_for(self, kind: str) -> str:
-        return {"steps": self.llm.prompt, "attributes": self.attribute_prompt, "subtexts": self.subtext_prompt}[kind]
+        return getattr(self.prompts, kind)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_fields(cls, data: Any) -> Any:
+        """Configurations written before the prompts were gathered in one field: say where each moved."""
+        if isinstance(data, dict):
+            moved = [f"{old} -> {new}" for old, new in RENAMED.items() if old in data]
+            if isinstance(data.get("llm"), dict) and "prompt" in data["llm"]:
+                moved.append("llm.prompt -> prompts.steps")
+            if moved:
+                raise ValueError(f"renamed field(s): {'; '.join(moved)} (e.g. prompts: {{steps: context-rich, attributes: attributes}})")
+        return data
 
     @model_validator(mode="after")
     def _inputs_given(self) -> RunConfig:

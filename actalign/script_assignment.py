@@ -14,7 +14,7 @@ from actalign.classes import ClassSpec
 from actalign.config import RunConfig
 from actalign.llm import LLMSettings, ScriptRequest
 from actalign.manifest import VideoSpec
-from actalign.scripts import llm_settings, make_provider
+from actalign.scripts import llm_provider
 from actalign.stages import hand_written_key
 
 
@@ -26,14 +26,14 @@ class ScriptAssignment:
     keys: dict[str, dict[str, str]]  # video_id -> class_id -> script key
     classes: dict[str, ClassSpec]  # script key -> its class
     requests: list[ScriptRequest]  # LLM requests covering every key without hand-written texts
-    llm: LLMSettings | None  # the provider's settings with this kind's prompt template (None: all hand-written)
+    llm: LLMSettings | None  # the provider's settings (None: all hand-written)
+    prompt: str | None  # this kind's prompt template (RunConfig.prompts)
 
 
 def assign_scripts(classes: list[ClassSpec], videos: list[VideoSpec], config: RunConfig, kind: str = "steps") -> ScriptAssignment:
     """Script keys of one kind for every candidate of every video."""
     by_id = {spec.class_id: spec for spec in classes}
-    settings = llm_settings(config, kind) if config.provider == "openai" else None
-    provider = make_provider("openai", settings) if settings else None
+    provider = llm_provider(config, kind) if config.provider == "openai" else None
     keys: dict[str, dict[str, str]] = {}
     owners: dict[str, ClassSpec] = {}
     requests: dict[str, ScriptRequest] = {}
@@ -53,7 +53,9 @@ def assign_scripts(classes: list[ClassSpec], videos: list[VideoSpec], config: Ru
                 if spec.action in request.actions and spec.domain_or(video.domain) == request.domain:
                     keys[video.video_id][spec.class_id] = request.key_of(spec.action)
                     owners[request.key_of(spec.action)] = spec
-    return ScriptAssignment(kind=kind, keys=keys, classes=owners, requests=list(requests.values()), llm=settings)
+    return ScriptAssignment(kind=kind, keys=keys, classes=owners, requests=list(requests.values()),
+        llm=config.llm if provider else None, prompt=config.prompt_for(kind) if provider else None,
+    )
 
 
 def llm_groups(classes: list[ClassSpec], videos: list[VideoSpec], config: RunConfig, kind: str = "steps") -> list[tuple[str | None, list[str]]]:

@@ -19,7 +19,7 @@ from actalign.errors import InputError
 
 if TYPE_CHECKING:
     from actalign.config import RunConfig
-    from actalign.llm import LLMSettings
+    from actalign.llm.openai_provider import OpenAIScriptProvider
 
 MAX_STEPS = 32  # far above the paper's 4-10; a longer script is almost surely a parsing accident
 
@@ -53,31 +53,32 @@ def validate_texts(spec: ClassSpec, kind: str = "steps") -> tuple[str, ...]:
     return texts
 
 
-def _openai_provider(settings: Any = None) -> ScriptProvider:
+def _openai_provider(settings: Any = None, prompt: str | None = None) -> ScriptProvider:
     from actalign.llm.openai_provider import OpenAIScriptProvider  # imported on use: the openai client is heavy
 
-    return OpenAIScriptProvider(settings)
+    return OpenAIScriptProvider(settings) if prompt is None else OpenAIScriptProvider(settings, prompt)
 
 
-# name -> factory taking the provider's settings (None: defaults); the file provider has none.
+# name -> factory taking the provider's settings and prompt template (None: defaults); the file provider has none.
 PROVIDERS: dict[str, Callable[..., ScriptProvider]] = {
-    FileScriptProvider.name: lambda settings=None: FileScriptProvider(),
+    FileScriptProvider.name: lambda settings=None, prompt=None: FileScriptProvider(),
     "openai": _openai_provider,
 }
 
 
-def make_provider(name: str, settings: Any = None) -> ScriptProvider:
-    """Build a registered provider by name; ``settings`` is an ``actalign.llm.LLMSettings`` for ``openai``."""
+def make_provider(name: str, settings: Any = None, prompt: str | None = None) -> ScriptProvider:
+    """Build a registered provider by name; for ``openai``, ``settings`` is an ``actalign.llm.LLMSettings``
+    and ``prompt`` the template of the kind of text it writes (``RunConfig.prompts``)."""
     if name not in PROVIDERS:
         raise InputError(f"unknown script provider {name!r}; choose one of {', '.join(PROVIDERS)}")
-    return PROVIDERS[name](settings)
+    return PROVIDERS[name](settings, prompt)
 
 
-def llm_settings(config: RunConfig, kind: str) -> LLMSettings:
-    """The run's LLM settings with the prompt template of ``kind``."""
-    return config.llm.model_copy(update={"prompt": config.prompt_for(kind)})
+def llm_provider(config: RunConfig, kind: str) -> OpenAIScriptProvider:
+    """The LLM provider writing the texts of ``kind``: the run's LLM settings and that kind's template."""
+    return make_provider("openai", config.llm, config.prompt_for(kind))  # type: ignore[return-value]
 
 
 def provider_config(config: RunConfig, kind: str) -> dict:
     """What the LLM scripts of ``kind`` depend on (model, template and its hash, ...), for plans and records."""
-    return make_provider("openai", llm_settings(config, kind)).config()
+    return llm_provider(config, kind).config()

@@ -15,7 +15,7 @@ import yaml
 from actalign.cli.display import console, print_error, print_model_banner, print_result, working
 from actalign.cli.environment import prepare_prefect, start_prefect
 from actalign.cli.prompt import prompt_app
-from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, RunConfig, make_config
+from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, Prompts, RunConfig, make_config
 from actalign.demo_data import DEMO_SETS
 from actalign.errors import InputError
 from actalign.frames import DEFAULT_FPS
@@ -52,6 +52,7 @@ PromptOption = Annotated[str, typer.Option("--prompt", help="Prompt template: co
 TemperatureOption = Annotated[float, typer.Option("--temperature", help="LLM sampling temperature.")]
 GranularityOption = Annotated[str, typer.Option("--granularity", help="question: one LLM request per video's candidate set (contrastive); class: one per class (best reuse).")]
 LLM_DEFAULTS = LLMSettings()
+PROMPT_DEFAULTS = Prompts()
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's task logs.")]
 NoWaitOption = Annotated[bool, typer.Option("--no-wait", help="When another command is writing the workdir, exit 2 naming it instead of waiting for it to finish.")]
 
@@ -81,7 +82,7 @@ def run(
     provider: ProviderOption = "file",
     llm_model: LLMModelOption = LLM_DEFAULTS.model,
     llm_base_url: LLMBaseOption = None,
-    prompt: PromptOption = LLM_DEFAULTS.prompt,
+    prompt: PromptOption = PROMPT_DEFAULTS.steps,
     temperature: TemperatureOption = LLM_DEFAULTS.temperature,
     granularity: GranularityOption = LLM_DEFAULTS.granularity,
     max_height: Annotated[int, typer.Option("--max-height", help="Download resolution cap in pixels.")] = 720,
@@ -98,7 +99,7 @@ def run(
 
 
 OPTION_FIELDS = {  # run options that are nested RunConfig fields; every other option is the field of its name
-    "llm_model": ("llm", "model"), "llm_base_url": ("llm", "base_url"), "prompt": ("llm", "prompt"),
+    "llm_model": ("llm", "model"), "llm_base_url": ("llm", "base_url"), "prompt": ("prompts", "steps"),
     "temperature": ("llm", "temperature"), "granularity": ("llm", "granularity"),
     "max_height": ("download", "max_height"), "cookies": ("download", "cookies"), "proxy": ("download", "proxy"),
     "rate_limit": ("download", "rate_limit"), "download_concurrency": ("download", "concurrency"), "retry_failed": ("download", "retry_failed"),
@@ -236,7 +237,7 @@ def scripts(
     workdir: WorkdirOption = DEFAULT_WORKDIR,
     llm_model: LLMModelOption = LLM_DEFAULTS.model,
     llm_base_url: LLMBaseOption = None,
-    prompt: PromptOption = LLM_DEFAULTS.prompt,
+    prompt: PromptOption = PROMPT_DEFAULTS.steps,
     temperature: TemperatureOption = LLM_DEFAULTS.temperature,
     granularity: GranularityOption = LLM_DEFAULTS.granularity,
 ) -> None:
@@ -244,20 +245,20 @@ def scripts(
     from actalign.inputs import read_inputs
     from actalign.llm import plan_requests
     from actalign.script_assignment import llm_groups
-    from actalign.scripts import llm_settings
+    from actalign.scripts import llm_provider
     from actalign.storage.workdir import Workdir
 
     if not dry_run:
         print_error("only --dry-run is available here; `actalign run --provider openai` generates the scripts it needs")
         raise typer.Exit(2)
-    llm = dict(model=llm_model, base_url=llm_base_url, prompt=prompt, temperature=temperature, granularity=granularity)
-    config = _config(dict(videos=videos, classes=classes, benchmark=benchmark, workdir=workdir, provider="openai", llm=llm))
+    llm = dict(model=llm_model, base_url=llm_base_url, temperature=temperature, granularity=granularity)
+    config = _config(dict(videos=videos, classes=classes, benchmark=benchmark, workdir=workdir, provider="openai", llm=llm, prompts={"steps": prompt}))
     try:
         inputs = read_inputs(config)
         store = Workdir.open(config.workdir)
         for kind in config.text_kinds():
             groups = llm_groups(inputs.classes, inputs.videos, config, kind)
-            plan = plan_requests(llm_settings(config, kind), groups, have_key=lambda key: store.script_path(key).exists())
+            plan = plan_requests(llm_provider(config, kind), groups, have_key=lambda key: store.script_path(key).exists())
             console.print(f"{kind}: {plan.describe()}", highlight=False)
     except InputError as exc:
         print_error(str(exc))

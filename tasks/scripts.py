@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from actalign.classes import ClassSpec
-from actalign.llm import GeneratedScript, LLMSettings, ScriptGenerationError, ScriptRequest
+from actalign.llm import GeneratedScript, ScriptGenerationError, ScriptRequest
 from actalign.script_assignment import ScriptAssignment, request_item
 from actalign.scripts import make_provider
 from actalign.stages import SCRIPTS
@@ -52,7 +52,7 @@ def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -
     result.reused += sum(len(r.script_keys) for r in assignment.requests if r not in pending)
     rows += [StatusRow(SCRIPTS.name, request_item(r), "skipped", r.key, message="reused from the store") for r in assignment.requests if r not in pending]
     if pending:
-        provider = make_provider("openai", assignment.llm)
+        provider = make_provider("openai", assignment.llm, assignment.prompt)
         started = time.perf_counter()
         batch = provider.generate_many(pending)
         seconds = time.perf_counter() - started
@@ -62,7 +62,7 @@ def write_scripts(workdir: Workdir, run_id: str, assignment: ScriptAssignment) -
                 result.failed_keys.update(request.script_keys)
                 result.llm_requests += exc.requests
                 rows.append(StatusRow.failed(SCRIPTS.name, request_item(request), exc, seconds, key=request.key))
-                requests_log.append(_failed_request(run_id, request, exc, assignment.llm))
+                requests_log.append(_failed_request(run_id, request, exc, provider.settings.model, provider.template.name))
                 continue
             scripts = batch.scripts[request.key]
             for generated in scripts.values():
@@ -124,15 +124,15 @@ def _request_row(run_id: str, request: ScriptRequest, generated: GeneratedScript
     }
 
 
-def _failed_request(run_id: str, request: ScriptRequest, exc: ScriptGenerationError, settings: LLMSettings) -> dict:
+def _failed_request(run_id: str, request: ScriptRequest, exc: ScriptGenerationError, model: str, template: str) -> dict:
     return {
         "run_id": run_id,
         "request_key": request.key,
         "domain": request.domain,
         "actions": list(request.actions),
         "state": "failed",
-        "model": settings.model,
-        "template": settings.prompt,
+        "model": model,
+        "template": template,
         "requests": exc.requests,
         "raw_response": "\n---\n".join(exc.raw_answers) if exc.raw_answers else exc.raw_answer,
         "error_class": exc.error_class,

@@ -120,7 +120,7 @@ def test_config_prints_the_full_configuration_and_reads_it_back(tmp_path):
     assert printed.exit_code == 0, printed.output
     fields = yaml.safe_load(printed.output)
     assert set(fields) == set(RunConfig.model_fields)
-    assert fields["fps"] == 2.0 and fields["llm"]["prompt"] == "context-rich" and "pw@proxy" not in printed.output
+    assert fields["fps"] == 2.0 and fields["prompts"]["steps"] == "context-rich" and "pw@proxy" not in printed.output
     saved = tmp_path / "run.yaml"
     saved.write_text(printed.output)
     again = yaml.safe_load(invoke("config", "--config", saved, "--smoothing", "3").output)
@@ -132,6 +132,11 @@ def test_config_prints_the_full_configuration_and_reads_it_back(tmp_path):
     bad.write_text(yaml.safe_dump({**fields, "fps": -1}))
     refused = invoke("config", "--config", bad)
     assert refused.exit_code == 2 and "fps" in refused.output
+    older = tmp_path / "older.yaml"  # written before the prompts were one field
+    older.write_text(yaml.safe_dump({"videos": "v.csv", "classes": "c.yaml", "attribute_prompt": "mine.yaml", "llm": {"prompt": "short-fixed"}}))
+    moved = invoke("config", "--config", older)
+    said = " ".join(moved.output.split())
+    assert moved.exit_code == 2 and "attribute_prompt -> prompts.attributes" in said and "llm.prompt -> prompts.steps" in said
 
 
 def test_status_and_gc_refuse_bad_input_with_exit_code_2(tmp_path):

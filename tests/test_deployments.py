@@ -148,8 +148,8 @@ def test_deploy_run_and_prompt_trigger_against_a_local_server(server, demo_datas
     template_file.write_text(yaml.safe_dump(template, sort_keys=False))
 
     with LLMServer(good(5)) as llm:
-        llm_settings = {"base_url": llm.base_url, "prompt": str(template_file), "backoff_initial": 0.01, "requests_per_minute": None}
-        prompt_config = {**file_config, "classes": str(step_less), "provider": "openai", "llm": llm_settings}
+        llm_settings = {"base_url": llm.base_url, "backoff_initial": 0.01, "requests_per_minute": None}
+        prompt_config = {**file_config, "classes": str(step_less), "provider": "openai", "llm": llm_settings, "prompts": {"steps": str(template_file)}}
 
         # The repository's prefect.yaml, only the parameters replaced; deployed from the repository root.
         spec = prefect_yaml()
@@ -189,7 +189,7 @@ def test_deploy_run_and_prompt_trigger_against_a_local_server(server, demo_datas
 
     runs = [(state, model, json.loads(config)) for state, model, config in workdir_runs(workdir)]
     assert [(state, model, config["provider"]) for state, model, config in runs] == [("completed", "tiny-random", "file"), ("completed", "tiny-random", "openai")]
-    assert runs[1][2]["llm"]["prompt"] == str(template_file)
+    assert runs[1][2]["prompts"]["steps"] == str(template_file)
 
     # The event carries the template's name, path and hash.
     events = api_json("POST", f"{api}/events/filter", json={"filter": {"event": {"name": [PUBLISHED_EVENT]}}})

@@ -154,7 +154,7 @@ def test_a_candidate_that_stays_missing_fails_the_question_and_keeps_the_raw_ans
 
 def test_step_count_is_checked_against_the_template_bounds():
     with LLMServer(sequence(good(9), good(10))) as server:
-        provider = OpenAIScriptProvider(fast(server, prompt="short-fixed"))
+        provider = OpenAIScriptProvider(fast(server), "short-fixed")
         scripts = provider.generate(one_question(provider))
     assert len(server.calls) == 2
     assert "exactly 10 steps of 2-3 words" in server.calls[0].first_user
@@ -383,8 +383,8 @@ def test_request_limits_combine_both_limits():
 
 
 def test_script_keys_follow_what_the_script_depends_on_and_not_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    def key(settings: LLMSettings, action="Axel", candidates=("Axel", "Lutz")) -> str:
-        return OpenAIScriptProvider(settings).script_key("figure skating", action, candidates)
+    def key(settings: LLMSettings, action="Axel", candidates=("Axel", "Lutz"), prompt="context-rich") -> str:
+        return OpenAIScriptProvider(settings, prompt).script_key("figure skating", action, candidates)
 
     base = LLMSettings(base_url="http://127.0.0.1:9/v1")
     reference = key(base)
@@ -394,11 +394,10 @@ def test_script_keys_follow_what_the_script_depends_on_and_not_the_key(tmp_path:
         base.model_copy(update={"temperature": 0.7}),
         base.model_copy(update={"model": "gpt-4o-2024-11-20"}),
         base.model_copy(update={"seed": 2}),
-        base.model_copy(update={"prompt": "short-fixed"}),
-        base.model_copy(update={"prompt": str(edited)}),
         base.model_copy(update={"base_url": "http://127.0.0.1:10/v1"}),
     ]
-    assert len({reference, *(key(s) for s in changed)}) == 1 + len(changed)
+    templates = [key(base, prompt="short-fixed"), key(base, prompt=str(edited))]
+    assert len({reference, *(key(s) for s in changed), *templates}) == 1 + len(changed) + len(templates)
     assert key(base, candidates=("Lutz", "Axel")) == reference  # order-free candidate set
     assert key(base, candidates=("Axel", "Flip")) != reference and key(base, candidates=None) != reference
     monkeypatch.setenv("OPENAI_API_KEY", "sk-another-key-entirely")
@@ -483,7 +482,7 @@ def test_templates_load_with_bounds_and_reject_unknown_placeholders(tmp_path: Pa
     with pytest.raises(InputError, match="unknown prompt template"):
         load_template("no-such-template")
     with pytest.raises(InputError, match="unknown prompt template"):
-        OpenAIScriptProvider(LLMSettings(prompt="no-such-template"))
+        OpenAIScriptProvider(LLMSettings(), "no-such-template")
     with pytest.raises(ValueError, match="http"):
         LLMSettings(base_url="localhost:8000/v1")
 
@@ -530,3 +529,12 @@ def test_matching_refuses_to_guess():
     assert steps == (("c", "d"), ("a", "b"))
     with pytest.raises(AnswerValidationError, match="at most 3 are allowed"):
         validate_answer({"scripts": [{"index": 1, "action": "a", "steps": ["one two three four", "b"]}]}, ["a"], min_steps=1, max_steps=3, max_words=3)
+
+
+def test_every_kind_of_class_text_has_one_prompt_template_setting():
+    """A kind added to the classes without its template (or the reverse) would send the LLM no prompt for it."""
+    from actalign.classes import TEXT_KINDS
+    from actalign.config import Prompts
+
+    assert tuple(Prompts.model_fields) == TEXT_KINDS
+    assert all(load_template(template).name for template in Prompts().model_dump().values())

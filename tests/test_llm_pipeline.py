@@ -50,8 +50,8 @@ def candidate_sets(manifest: Path) -> list[list[str]]:
 
 
 def config(inputs, workdir: Path, server: LLMServer, prompt: str = "context-rich") -> RunConfig:
-    llm = LLMSettings(base_url=server.base_url, prompt=prompt, timeout=5, backoff_initial=0.01, requests_per_minute=None)
-    return RunConfig(videos=inputs[0], classes=inputs[1], workdir=workdir, model="tiny-random", provider="openai", llm=llm)
+    llm = LLMSettings(base_url=server.base_url, timeout=5, backoff_initial=0.01, requests_per_minute=None)
+    return RunConfig(videos=inputs[0], classes=inputs[1], workdir=workdir, model="tiny-random", provider="openai", llm=llm, prompts={"steps": prompt})
 
 
 def test_prompt_edit_regenerates_scripts_and_reuses_frames(inputs, tmp_path, monkeypatch):

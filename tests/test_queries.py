@@ -65,7 +65,7 @@ def write_workdir(root, data: dict) -> Workdir:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for offset, (run, scorers) in enumerate(((RUN_A, ["mean-pool", "actalign"]), (RUN_B, ["actalign"]))):
         config = {"scorers": scorers, "fps": 4.0, "smoothing": 0, "provider": "openai",
-                  "llm": {"model": "gpt-test", "prompt": "context-rich", "base_url": "http://user:hunter2@llm.local:8000/v1?key=s3cret"}}
+                  "llm": {"model": "gpt-test", "base_url": "http://user:hunter2@llm.local:8000/v1?key=s3cret"}}
         write_run(workdir, RunRecord(run, start + timedelta(days=offset), "fake-model", offset == 0, config, state="completed", n_videos=N_VIDEOS))
         rows = [{"run_id": run, "source": f"/videos/{v['video_id']}.mp4", "start_s": None, "end_s": None, **v} for v in data["videos"]]
         write_atomic(pa.Table.from_pylist(rows, schema=schemas.VIDEOS), workdir.videos_path(run))

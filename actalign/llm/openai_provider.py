@@ -54,7 +54,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from actalign.keys import stage_key
 from actalign.llm.errors import InvalidAnswerError, LLMRequestError, ScriptGenerationError
-from actalign.llm.prompts import PromptTemplate, format_candidates, load_template
+from actalign.llm.prompts import DEFAULT_TEMPLATE, PromptTemplate, format_candidates, load_template
 from actalign.llm.ratelimit import RequestLimits, shared_limits
 from actalign.llm.results import GeneratedScript, ScriptRequest
 from actalign.llm.settings import LOCAL_PLACEHOLDER_KEY, LLMSettings
@@ -109,9 +109,10 @@ class OpenAIScriptProvider:
 
     name = "openai"
 
-    def __init__(self, settings: LLMSettings | None = None) -> None:
+    def __init__(self, settings: LLMSettings | None = None, prompt: str = DEFAULT_TEMPLATE) -> None:
+        """``prompt``: the template (a shipped name or a .yaml path) of the kind of text it writes."""
         self.settings = settings or LLMSettings()
-        self.template: PromptTemplate = load_template(self.settings.prompt)
+        self.template: PromptTemplate = load_template(prompt)
         self.base_url = self.settings.resolved_base_url()
         self._client: openai.OpenAI | None = None
         self._client_lock = threading.Lock()

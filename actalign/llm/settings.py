@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from actalign.errors import InputError
-from actalign.llm.prompts import DEFAULT_TEMPLATE
 
 DEFAULT_LLM_MODEL = "gpt-4o-2024-08-06"  # a dated snapshot: "gpt-4o" moves under you; the paper used GPT-4o
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -45,7 +44,6 @@ class LLMSettings(BaseModel):
     )
     api: Literal["openai", "azure"] = Field("openai", description="openai (also any compatible server) or azure (base_url is the Azure endpoint)")
     azure_api_version: str = Field("2024-10-21", description="api-version for Azure OpenAI")
-    prompt: str = Field(DEFAULT_TEMPLATE, description="prompt template: context-rich, short-fixed, or a .yaml path")
     temperature: float = Field(0.2, ge=0, le=2, description="sampling temperature (0.2 was the paper's best)")
     seed: int | None = Field(1, description="sampling seed where the server supports it (best effort)")
     granularity: Literal["question", "class"] = Field("question", description="one request per question (all candidates) or per class")
