@@ -6,6 +6,7 @@ Validated before any work starts; stored in full in the ``runs`` table.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from actalign.llm import LLMSettings
 from actalign.llm.prompts import DEFAULT_TEMPLATE
 from actalign.registry import DEFAULT_MODEL
 from actalign.scorers import DEFAULT_SCORERS, SCORERS, texts_needed
+from actalign.suggest import closest
 
 DEFAULT_WORKDIR = Path("actalign-data")
 DEFAULT_SHARD_SIZE = 16  # videos per task: coarse enough that Prefect's per-task cost is noise
@@ -126,7 +128,7 @@ class RunConfig(BaseModel):
             return tuple(SCORERS)
         unknown = [name for name in value if name not in SCORERS]
         if unknown:
-            raise ValueError(f"unknown scorer(s) {unknown}; choose from {list(SCORERS)}")
+            raise ValueError(f"unknown scorer(s) {', '.join(map(repr, unknown))}{closest(unknown, SCORERS)}; choose from {', '.join(SCORERS)}")
         return tuple(dict.fromkeys(value))
 
     @field_validator("workdir")
@@ -163,13 +165,59 @@ class RunConfig(BaseModel):
         return value
 
 
-def make_config(settings: dict[str, Any]) -> RunConfig:
-    """A validated RunConfig, or one ValueError listing every bad field (``fps: ...``), not pydantic's traceback."""
+def make_config(settings: dict[str, Any], labels: Mapping[str, str] | None = None) -> RunConfig:
+    """A validated RunConfig, or one ValueError listing every bad field, not pydantic's traceback.
+
+    ``labels`` maps a dotted field (``llm.model``) to the name the user wrote (``--llm-model``); a field
+    without one is named as in a config file (``fps``).
+    """
     try:
         return RunConfig(**settings)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"] for e in exc.errors())
+        problems = "; ".join(_problem(error, labels or {}) for error in exc.errors())
         raise ValueError(f"invalid options: {problems}") from None
+
+
+def _problem(error: Any, labels: Mapping[str, str]) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    field = ".".join(str(part) for part in error["loc"] if not isinstance(part, int))  # drop a tuple's item index
+    if not field:
+        return message
+    if error["type"] == "extra_forbidden":
+        return f"{field}: {message}{closest([field], RunConfig.model_fields) if len(error['loc']) == 1 else ''}"
+    given = "" if error["type"] in ("value_error", "missing") else f" (got {error['input']!r})"
+    return f"{labels.get(field, field)}: {message}{given}"
+
+
+PATH_FIELDS = (("videos",), ("classes",), ("workdir",), ("download", "cookies"))
+TEMPLATE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def relative_to_file(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A config file's fields with its relative paths made relative to ``folder`` (the file's own), so a
+    configuration means the same from any current directory; prompt templates named by a shipped name stay names."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for *parents, field in PATH_FIELDS:
+        target = data.get(parents[0]) if parents else data
+        if isinstance(target, dict) and isinstance(target.get(field), (str, Path)):
+            target[field] = _against(target[field], folder)
+    if isinstance(data.get("prompts"), dict):
+        for kind, template in data["prompts"].items():
+            if isinstance(template, str) and template.lower().endswith(TEMPLATE_FILE_SUFFIXES):
+                data["prompts"][kind] = str(_against(template, folder))
+    return data
+
+
+def with_absolute_paths(config: RunConfig) -> RunConfig:
+    """The configuration with every path absolute: a copy written to a file means the same from any folder."""
+    update = {field: getattr(config, field).absolute() for (field,) in PATH_FIELDS[:3] if getattr(config, field) is not None}
+    templates = {kind: str(Path(name).absolute()) for kind, name in config.prompts.model_dump().items() if name.lower().endswith(TEMPLATE_FILE_SUFFIXES)}
+    return config.model_copy(update={**update, "prompts": config.prompts.model_copy(update=templates)})
+
+
+def _against(value: str | Path, folder: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else folder / path
 
 
 def render_text(template: str, *, domain: str | None, step: str = "", action: str = "") -> str:

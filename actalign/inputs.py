@@ -35,11 +35,21 @@ def read_inputs(config: RunConfig) -> Inputs:
         classes = load_classes(config.classes)
         videos = load_manifest(config.videos, classes)
     videos = videos[: config.limit]
-    for spec in classes:
+    for number, spec in enumerate(classes, start=1):
         for kind in config.text_kinds():
             if spec.texts(kind) is not None or config.provider == "file":
-                validate_texts(spec, kind)
+                try:
+                    validate_texts(spec, kind)
+                except InputError as exc:
+                    raise InputError(f"{_class_origin(config, number)}: {exc}") from None
     return Inputs(classes=classes, videos=videos)
+
+
+def _class_origin(config: RunConfig, number: int) -> str:
+    """Where a class was written: the classes file and its entry, or the benchmark's questions."""
+    if config.benchmark is None:
+        return f"classes file {config.classes}, class #{number}"
+    return f"benchmark {config.benchmark}" + (f" with classes file {config.classes}" if config.classes else "")
 
 
 def load_inputs(config: RunConfig) -> Inputs:

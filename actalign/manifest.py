@@ -1,6 +1,6 @@
 """Video manifests: which videos to classify, their segments, candidates and labels.
 
-A manifest is CSV, JSONL or Parquet with the columns
+A manifest is CSV, TSV (tab-separated), JSONL or Parquet with the columns
 
     video_id   (optional: the file's stem)
     path, url or youtube_id (one is required: a regular file, relative to the manifest's folder;
@@ -35,10 +35,12 @@ from actalign.classes import ClassSpec, resolve_class
 from actalign.download import YOUTUBE_ID, is_remote
 from actalign.errors import InputError
 from actalign.ids import check_id
+from actalign.suggest import closest
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".mpg", ".mpeg", ".ts"})
-MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".json", ".parquet")
+MANIFEST_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 SOURCE_COLUMNS = ("path", "url", "youtube_id")
+COLUMNS = ("video_id", *SOURCE_COLUMNS, "start_s", "end_s", "domain", "candidates", "label")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ def load_manifest(source: str | Path, classes: list[ClassSpec]) -> list[VideoSpe
         raise InputError(f"videos not found: {source} is neither a folder of videos nor a manifest file")
     if not rows:
         raise InputError(f"manifest {source} lists no videos; add rows (or video files to the folder)")
+    _check_columns(rows, source)
     by_id = {spec.class_id: spec for spec in classes}
     videos: list[VideoSpec] = []
     seen: set[str] = set()
@@ -79,18 +82,29 @@ def load_manifest(source: str | Path, classes: list[ClassSpec]) -> list[VideoSpe
     return videos
 
 
+def _check_columns(rows: list[dict[str, Any]], source: Path) -> None:
+    """A misspelt column would be silently ignored (``file`` read as no path, ``lable`` as no label): refuse it."""
+    unknown = sorted({str(column) for row in rows for column in row if column is not None} - set(COLUMNS))  # None: a CSV row longer than its header
+    if unknown:
+        hints = "".join(closest([name], COLUMNS) for name in unknown)
+        raise InputError(
+            f"manifest {source}: unrecognised column(s) {', '.join(map(repr, unknown))}{hints}; "
+            f"the accepted columns are {', '.join(COLUMNS)} (one of {', '.join(SOURCE_COLUMNS)} is required)"
+        )
+
+
 def _folder_rows(folder: Path) -> list[dict[str, Any]]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
     return [{"video_id": p.stem, "path": p.name} for p in files]
 
 
 def read_rows(path: Path, what: str = "manifest") -> list[dict[str, Any]]:
-    """Rows of a CSV, JSONL, JSON (a list of objects) or Parquet file; every failure an InputError naming it."""
+    """Rows of a CSV, TSV, JSONL, JSON (a list of objects) or Parquet file; every failure an InputError naming it."""
     suffix = path.suffix.lower()
     try:
-        if suffix == ".csv":
+        if suffix in (".csv", ".tsv"):
             with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM would hide the first column's name
-                return list(csv.DictReader(handle))
+                return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
         if suffix == ".jsonl":
             lines = path.read_text(encoding="utf-8-sig").splitlines()
             return [_json_object(line, f"{what} {path}, line {n}") for n, line in enumerate(lines, start=1) if line.strip()]
@@ -178,7 +192,8 @@ def _resolve_all(names: Iterable[str], classes: dict[str, ClassSpec], where: str
     for name in names:
         class_id = resolve_class(name, classes)
         if class_id is None:
-            raise InputError(f"{where}: unknown {what} class {name!r}; it is not in the classes file (known: {', '.join(classes)})")
+            hint = closest([name], classes)
+            raise InputError(f"{where}: unknown {what} class {name!r}{hint}; it is not in the classes file (known: {', '.join(classes)})")
         if class_id not in resolved:
             resolved.append(class_id)
     return resolved

@@ -29,7 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-__all__ = ["plot_alignment", "HIGHLIGHTS", "literal", "save_atomically"]
+__all__ = ["plot_alignment", "FORMATS", "HIGHLIGHTS", "literal", "save_atomically"]
 
 #: Allowed ``highlight`` values and their (frame colour, badge text).
 HIGHLIGHTS: dict[str, tuple[str, str]] = {
@@ -40,7 +40,10 @@ HIGHLIGHTS: dict[str, tuple[str, str]] = {
 
 _CMAP = "viridis"
 _PATH_COLOUR = "#ff2d55"  # a saturated pink-red: visible on every viridis colour
-_DPI = 100
+#: Default resolution of raster figures: sharp enough to print.
+DEFAULT_DPI = 150
+#: File formats a figure can be written in (PNG for screens, SVG and PDF for papers).
+FORMATS = ("png", "svg", "pdf")
 _RENDER_LOCK = threading.Lock()
 
 # Figure size limits (inches).
@@ -60,6 +63,7 @@ def plot_alignment(
     *,
     subtitle: str | None = None,
     highlight: str | None = None,
+    dpi: int = DEFAULT_DPI,
 ) -> Path:
     """Draw the affinity heatmap of one (video, class) pair with its DTW path; write a PNG.
 
@@ -68,8 +72,9 @@ def plot_alignment(
     decreasing, no cell repeated; an empty path draws the heatmap alone);
     ``step_texts`` the K step texts; ``times_s`` the T frame times in seconds.
     ``highlight`` (``"true"``, ``"predicted"`` or ``"true+predicted"``) draws a
-    coloured frame and badge around the figure. The parent folder of ``out`` is
-    created if needed. Returns ``out``.
+    coloured frame and badge around the figure. The file format follows the suffix
+    of ``out`` (one of ``FORMATS``); ``dpi`` sets the resolution of a PNG. The
+    parent folder of ``out`` is created if needed. Returns ``out``.
 
     Raises ``ValueError`` naming the problem for inconsistent inputs.
     """
@@ -81,11 +86,11 @@ def plot_alignment(
     height = _clamp(2.0 + _ROW_H * n_steps, _MIN_H, _MAX_H)
 
     with _RENDER_LOCK:
-        fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+        fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
         FigureCanvasAgg(fig)
         try:
             _draw(fig, aff, cells, texts, times, title, subtitle, highlight, width, height)
-            save_atomically(fig, out)
+            save_atomically(fig, out, dpi=dpi)
         finally:
             fig.clear()
     return out
@@ -343,14 +348,18 @@ def _clamp(v: float, lo: float, hi: float) -> float:
 # --------------------------------------------------------------------------- writing
 
 
-def save_atomically(fig: Figure, out: Path) -> None:
-    """Write ``fig`` as a PNG at ``out`` under a temporary name, then rename it: readers never see a half-written file."""
+def save_atomically(fig: Figure, out: Path, *, dpi: int = DEFAULT_DPI) -> None:
+    """Write ``fig`` at ``out`` (format from its suffix, one of ``FORMATS``) under a temporary name, then rename it:
+    readers never see a half-written file."""
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"figure file {out.name!r} must end in one of {', '.join('.' + f for f in FORMATS)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
         os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would hide the figures from anyone else who reads them
         with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=_DPI, facecolor="white")
+            fig.savefig(fh, format=fmt, dpi=dpi, facecolor="white")
         os.replace(tmp_name, out)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -29,6 +29,7 @@ import numpy as np
 from actalign.builtin_models import BUILTIN
 from actalign.caveats import BANNERS, UNTRAINED_MARKER, banner
 from actalign.errors import InputError, ModelNotFoundError
+from actalign.suggest import closest
 
 if TYPE_CHECKING:
     from actalign.config import RunConfig
@@ -137,7 +138,7 @@ def resolve(ref: str, revision: str | None = None, *, build: bool = True) -> Tar
         return Target(ref, _with_revision(ref, revision), True, revision, True)
     raise ModelNotFoundError(
         f"Unknown model {ref!r}: not a registry name ({', '.join(REGISTRY)}), not an existing folder, "
-        "and not a Hugging Face id like 'google/siglip-base-patch16-224'."
+        f"and not a Hugging Face id like 'google/siglip-base-patch16-224'{closest([ref], REGISTRY) or '.'}"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import shlex
 from collections.abc import Callable
 from enum import Enum
@@ -15,7 +16,8 @@ import yaml
 from actalign.cli.display import console, print_error, print_model_banner, print_result, working
 from actalign.cli.environment import prepare_prefect, start_prefect
 from actalign.cli.prompt import prompt_app
-from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, Prompts, RunConfig, make_config
+from actalign.cli.sql import sql as sql_command
+from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, Prompts, RunConfig, make_config, relative_to_file, with_absolute_paths
 from actalign.demo_data import DEMO_SETS
 from actalign.errors import InputError
 from actalign.frames import DEFAULT_FPS
@@ -44,6 +46,7 @@ def main(
 
 MODEL_HELP = "Model: " + ", ".join(f"{name} ({spec.source})" for name, spec in REGISTRY.items()) + "; or any Hugging Face id or local folder."
 DemoSetName = Enum("DemoSetName", {name: name for name in DEMO_SETS}, type=str)
+FigureFormat = Enum("FigureFormat", {name: name for name in ("png", "svg", "pdf")}, type=str)  # actalign.plots.FORMATS, kept import-light
 WorkdirOption = Annotated[Path, typer.Option("--workdir", help="Folder holding stores, runs and actalign.duckdb.")]
 ProviderOption = Annotated[str, typer.Option("--provider", help="Where scripts come from: file (steps in the classes file) or openai (an LLM writes the steps of classes that have none).")]
 LLMModelOption = Annotated[str, typer.Option("--llm-model", help="LLM model, a dated snapshot (or an Azure deployment).")]
@@ -95,7 +98,7 @@ def run(
     no_wait: NoWaitOption = False,
 ) -> None:
     """Classify your videos: decode, embed, align every candidate's script, print predictions and accuracy."""
-    raise typer.Exit(_run(_config(_settings(locals())), verbose, wait=not no_wait))
+    raise typer.Exit(_run(_config(*_settings(locals())), verbose, wait=not no_wait))
 
 
 OPTION_FIELDS = {  # run options that are nested RunConfig fields; every other option is the field of its name
@@ -106,16 +109,20 @@ OPTION_FIELDS = {  # run options that are nested RunConfig fields; every other o
     "scorer": ("scorers",),
 }
 NOT_FIELDS = {"ctx", "config_file", "verbose", "no_wait"}
+# dotted RunConfig field -> the option that sets it, to name the option in a validation error
+OPTION_OF_FIELD = {".".join(OPTION_FIELDS.get(name, (name,))): "--" + name.replace("_", "-") for name in inspect.signature(run).parameters if name not in NOT_FIELDS}
 
 
-def _settings(options: dict) -> dict:
-    """The options of `run` (and of `status` and `config`, which take the same) as RunConfig fields.
+def _settings(options: dict) -> tuple[dict, dict]:
+    """The options of `run` (and of `status` and `config`, which take the same) as RunConfig fields, and the
+    option name of each field set on the command line (a field read from ``--config`` is named as a field).
 
     With ``--config FILE`` the file is the base and only the options given on the command line override it.
     """
     ctx: typer.Context = options["ctx"]
     from_file = options["config_file"] is not None
     settings: dict = _read_config_file(options["config_file"]) if from_file else {}
+    labels: dict = {}
     for name, value in options.items():
         if name in NOT_FIELDS or (name == "scorer" and not value):
             continue
@@ -126,10 +133,13 @@ def _settings(options: dict) -> dict:
         for parent in parents:
             target = target.setdefault(parent, {})
         target[field] = tuple(value) if name == "scorer" else value
-    return settings
+        dotted = ".".join((*parents, field))
+        labels[dotted] = OPTION_OF_FIELD[dotted]
+    return settings, labels
 
 
 def _read_config_file(path: Path) -> dict:
+    """The file's fields, its relative paths resolved against the file's folder (not the current one)."""
     try:
         data = read_structured_file(path, "configuration")
     except InputError as exc:
@@ -138,7 +148,8 @@ def _read_config_file(path: Path) -> dict:
     if not isinstance(data, dict):
         print_error(f"the configuration {path} must be a mapping of RunConfig fields (see `actalign config`)")
         raise typer.Exit(2)
-    return data.get("config", data) if set(data) == {"config"} else data  # a deployment's parameters block works too
+    data = data.get("config", data) if set(data) == {"config"} else data  # a deployment's parameters block works too
+    return relative_to_file(data, path.parent)
 
 
 def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -147,7 +158,7 @@ def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(run)
     def with_options(**options: object) -> None:
-        command(_config(_settings(options)), not options["no_wait"])
+        command(_config(*_settings(options)), not options["no_wait"])
 
     with_options.__doc__ = command.__doc__
     return with_options
@@ -158,8 +169,9 @@ def _with_run_options(command: Callable[..., None]) -> Callable[..., None]:
 def config_command(config: RunConfig, _wait: bool) -> None:
     """Print the full configuration of a run with these options (YAML): every field, defaults included.
 
-    The same model is the `config` parameter of the Prefect deployments (prefect.yaml); secrets never appear."""
-    console.print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), highlight=False, end="")
+    The same model is the `config` parameter of the Prefect deployments (prefect.yaml); secrets never appear.
+    The paths are absolute, and relative paths in a file read with `--config` are relative to that file's folder."""
+    console.print(yaml.safe_dump(with_absolute_paths(config).model_dump(mode="json"), sort_keys=False), highlight=False, end="", soft_wrap=True)
 
 
 @app.command("status")
@@ -212,15 +224,17 @@ def explain(
     video: Annotated[str, typer.Option("--video", help="The video_id to draw.")],
     run_id: Annotated[Optional[str], typer.Option("--run", help="Run id (default: the latest run that scored the video).")] = None,
     scorer: Annotated[str, typer.Option("--scorer", help="Alignment scorer whose paths to draw.")] = "actalign",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the PNGs, one per candidate (default: <workdir>/runs/<run>/explain/<video>; file names: the id's letters, digits, '-' and '_', then a hash of the id).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the figures, one per candidate (default: <workdir>/runs/<run>/explain/<video>; file names: the id's letters, digits, '-' and '_', then a hash of the id).")] = None,
+    figure_format: Annotated[FigureFormat, typer.Option("--format", help="File format of the figures: png, or svg / pdf for papers.")] = FigureFormat.png,
+    dpi: Annotated[int, typer.Option("--dpi", min=50, max=1200, help="Resolution of PNG figures.")] = 150,
     workdir: WorkdirOption = DEFAULT_WORKDIR,
 ) -> None:
-    """Draw, per candidate, the step x frame affinities and the alignment path of one video (PNG)."""
+    """Draw, per candidate, the step x frame affinities and the alignment path of one video (PNG, SVG or PDF)."""
     from actalign.queries.explain import explain_video
     from actalign.storage.workdir import Workdir
 
     try:
-        paths = explain_video(Workdir.open(workdir), video, run_id, scorer, out)
+        paths = explain_video(Workdir.open(workdir), video, run_id, scorer, out, fmt=figure_format.value, dpi=dpi)
     except InputError as exc:
         print_error(str(exc))
         raise typer.Exit(2) from exc
@@ -265,25 +279,7 @@ def scripts(
         raise typer.Exit(2) from exc
 
 
-@app.command()
-def sql(
-    query: Annotated[str, typer.Argument(help="SQL over the views: videos, frame_embeddings, scripts, step_embeddings, scores, predictions, accuracy, accuracy_by_domain, status, runs.")],
-    workdir: WorkdirOption = DEFAULT_WORKDIR,
-) -> None:
-    """Run SQL against the workdir's DuckDB views (the same views any DuckDB client sees in actalign.duckdb).
-
-    It reads: the views are made in a private in-memory database, so it never waits for a run and a
-    statement that changes them (CREATE OR REPLACE VIEW ...) lasts for this command only."""
-    import duckdb
-
-    from actalign.queries.runner import run_sql
-    from actalign.storage.workdir import Workdir
-
-    try:
-        print_result(run_sql(Workdir.open(workdir), query))
-    except duckdb.Error as exc:
-        print_error(f"query failed: {exc}")
-        raise typer.Exit(2) from exc
+app.command("sql")(sql_command)
 
 
 @app.command()
@@ -326,9 +322,9 @@ def report(
         console.print(str(path), highlight=False)
 
 
-def _config(settings: dict) -> RunConfig:
+def _config(settings: dict, labels: dict = OPTION_OF_FIELD) -> RunConfig:
     try:
-        return make_config(settings)
+        return make_config(settings, labels)
     except ValueError as exc:
         print_error(str(exc))
         raise typer.Exit(2) from exc

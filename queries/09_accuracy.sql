@@ -1,6 +1,6 @@
 -- accuracy: one row per (run, scorer) of a run with labelled videos: n_labelled, n scored (label ranked),
 -- n_missing (labelled but not scored: see left_out for why), top-1/2/3 accuracy over the scored videos
--- with 95 % Wilson intervals, and the random baseline for the run's exact mix of candidate counts:
+-- with 95 % Wilson intervals (clamped to [0, 1]), and the random baseline for the run's exact mix of candidate counts:
 -- random_topk = the mean over scored videos of min(k, n_candidates) / n_candidates.
 -- Ties count against the label (see predictions). Bootstrap intervals: queries.tables.accuracy_rows.
 CREATE OR REPLACE VIEW accuracy AS

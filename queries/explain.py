@@ -8,6 +8,7 @@ its run record.
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from actalign.align import align
 from actalign.caveats import model_label
 from actalign.errors import InputError
 from actalign.ids import file_stem
-from actalign.plots import plot_alignment
+from actalign.plots import DEFAULT_DPI, plot_alignment
 from actalign.queries.runner import run_sql
 from actalign.scorers import ALIGNMENT_MODES
 from actalign.storage.embeddings import read_frame_embeddings, read_frame_times, read_step_texts, read_text_embeddings
@@ -53,7 +54,8 @@ def find_video(workdir: Workdir, video_id: str, run_id: str | None, scorer: str)
         where = f"run {run_id}" if run_id else "any run"
         raise InputError(
             f"video {video_id!r} has no {scorer} scores in {where} of {workdir.root}; "
-            "check the id with: actalign sql \"SELECT run_id, video_id, scorer FROM predictions\""
+            f"check the id with:\n  actalign sql --workdir {shlex.quote(str(workdir.root))} "
+            "\"SELECT run_id, video_id, scorer FROM predictions\""
         )
     run, label, frames_key, candidates, keys, stage_keys, config, trained, caveat, model = rows[0]
     ordered = {c: keys[c] for c in candidates if c in keys}
@@ -69,7 +71,16 @@ def predicted_class(workdir: Workdir, video: VideoInRun, scorer: str) -> str | N
     return rows[0][0] if rows else None
 
 
-def explain_video(workdir: Workdir, video_id: str, run_id: str | None = None, scorer: str = "actalign", out_dir: Path | None = None) -> list[Path]:
+def explain_video(
+    workdir: Workdir,
+    video_id: str,
+    run_id: str | None = None,
+    scorer: str = "actalign",
+    out_dir: Path | None = None,
+    *,
+    fmt: str = "png",
+    dpi: int = DEFAULT_DPI,
+) -> list[Path]:
     """Write one PNG per candidate, named by ``file_stem`` of its id and never outside ``out_dir`` (default:
     ``runs/<run>/explain/<file_stem(video_id)>``, never outside the workdir); returns their paths."""
     if scorer not in ALIGNMENT_MODES:
@@ -83,29 +94,41 @@ def explain_video(workdir: Workdir, video_id: str, run_id: str | None = None, sc
     times = read_frame_times(frames_path)
     predicted = predicted_class(workdir, video, scorer)
     out_dir = out_dir or contained(workdir.root, workdir.run_dir(video.run_id) / "explain" / file_stem(video_id))
-    written = []
+    results = {}
     for candidate, embed_key in video.embed_keys.items():
-        texts_path = workdir.step_embeddings_path(embed_key)
-        steps = read_text_embeddings(texts_path)["step"]
-        result = align(
+        results[candidate] = align(
             frames,
-            steps,
+            read_text_embeddings(workdir.step_embeddings_path(embed_key))["step"],
             logit_scale=model["logit_scale"],
             logit_bias=model["logit_bias"],
             smooth=video.config.get("smoothing", 0),
             mode=ALIGNMENT_MODES[scorer],
         )
+    scores = score_labels([float(r.score) for r in results.values()])
+    written = []
+    for (candidate, result), score in zip(results.items(), scores):
         marks = "+".join(m for m, hit in (("true", candidate == video.label), ("predicted", candidate == predicted)) if hit) or None
         written.append(
             plot_alignment(
                 result.affinity,
                 [(int(k), int(t)) for k, t in result.path],
-                read_step_texts(texts_path),
+                read_step_texts(workdir.step_embeddings_path(video.embed_keys[candidate])),
                 times,
-                f"{candidate} - {scorer} score {result.score:.4f}",
-                contained(out_dir, out_dir / f"{file_stem(candidate)}.png"),
+                f"{candidate} - {scorer} score {score}",
+                contained(out_dir, out_dir / f"{file_stem(candidate)}.{fmt}"),
                 subtitle=f"video {video_id} · run {video.run_id} · true: {video.label or '?'} · predicted: {predicted or '?'} · model: {video.model} ({model_label(video.trained, video.caveat)})",
                 highlight=marks,
+                dpi=dpi,
             )
         )
     return written
+
+
+def score_labels(scores: list[float], *, least: int = 4, most: int = 12) -> list[str]:
+    """The scores printed with the fewest significant digits (at least ``least``) that tell different
+    scores apart, so that no two candidates' titles read the same (or ``0.0000``) unless their scores are equal."""
+    for digits in range(least, most + 1):
+        labels = [f"{s:.{digits}g}" for s in scores]
+        if len(set(labels)) == len(set(scores)):
+            return labels
+    return [f"{s:.{most}g}" for s in scores]

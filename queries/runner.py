@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,23 @@ def load_named_query(name: str) -> NamedQuery:
     if used != set(params):
         raise ValueError(f"{path}: the params line declares {sorted(params)} but the SQL uses {sorted(used)}")
     return NamedQuery(name, " ".join(doc), params, text)
+
+
+def view_descriptions() -> dict[str, str]:
+    """Each view's name and the first sentence of its header comment (``-- name: what it holds ...``)."""
+    views = {}
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        text = path.read_text(encoding="utf-8")
+        leading = takewhile(lambda line: line.startswith("--"), text.splitlines())
+        header = " ".join(line.lstrip("-").strip() for line in leading)
+        match = re.match(r"([a-z_]+):\s*(.*)", header)
+        if match and re.search(rf"CREATE OR REPLACE VIEW {match.group(1)}\b", text):
+            views[match.group(1)] = first_sentence(match.group(2))
+    return views
+
+
+def first_sentence(text: str) -> str:
+    return re.split(r"(?<!e\.g\.)(?<=[.;])\s", text, maxsplit=1)[0].rstrip(";")
 
 
 def named_queries() -> list[str]:

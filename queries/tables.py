@@ -174,7 +174,7 @@ def accuracy(source: Source, run_id: str) -> Result:
         return None if value is None else f"{100 * value:.1f} ({100 * chance:.1f})"
 
     return Result(
-        ["scorer", "n", "missing", "top-1 % (random)", "95% CI", "top-2 % (random)", "top-3 % (random)"],
+        ["scorer", "n", "missing", "top-1 % (random)", "95 % bootstrap CI", "top-2 % (random)", "top-3 % (random)"],
         [(r["scorer"], r["n"], r["n_missing"], with_random(r, 1), ci(r), with_random(r, 2), with_random(r, 3)) for r in rows],
     )
 

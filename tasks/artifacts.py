@@ -24,7 +24,7 @@ def artifact_table(report: Report) -> list[dict[str, Any]]:
         item: dict[str, Any] = {"run": report.run_id, "scorer": row["scorer"], "scored": row["n"], "left out": row["n_missing"]}
         for k in stats.TOPK:
             item[f"top-{k} %"] = _round_pct(row[f"top{k}"])
-            item[f"top-{k} 95% CI"] = cell(row, Column(f"top{k}", "", "ci"))
+            item[f"top-{k} 95 % bootstrap CI"] = cell(row, Column(f"top{k}", "", "ci"))
             item[f"random top-{k} %"] = _round_pct(row[f"random_top{k}"])
         rows.append({key: escape_markdown(value) if isinstance(value, str) else value for key, value in item.items()})
     return rows

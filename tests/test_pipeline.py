@@ -169,6 +169,39 @@ def test_explain_draws_every_candidate(first_run, tmp_path):
     pngs = sorted(tmp_path.glob("*.png"))
     candidates = query(Path(summary.workdir), "SELECT candidates FROM videos WHERE run_id = ? AND video_id = 'demo-002'", summary.run_id)[0][0]
     assert sorted(p.stem for p in pngs) == sorted(map(file_stem, candidates)) and len(pngs) == 6
-    assert all(Image.open(p).size[0] > 400 for p in pngs)
+    assert all(Image.open(p).size[0] >= 8 * 150 - 2 for p in pngs)  # 150 dpi by default
+    assert all((p.stat().st_mode & 0o777) == 0o644 for p in pngs)
     missing = CliRunner().invoke(app, ["explain", "--video", "nope", "--workdir", summary.workdir])
     assert missing.exit_code == 2 and "nope" in missing.output
+    assert f"actalign sql --workdir {summary.workdir} " in " ".join(missing.output.split())
+
+
+@pytest.mark.parametrize(("fmt", "magic"), [("svg", b"<svg"), ("pdf", b"%PDF-")])
+def test_explain_writes_papers_formats(first_run, tmp_path, fmt, magic):
+    from typer.testing import CliRunner
+
+    from actalign.cli.main import app
+
+    _, summary = first_run
+    result = CliRunner().invoke(app, ["explain", "--video", "demo-002", "--workdir", summary.workdir, "--out", str(tmp_path), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    figures = sorted(tmp_path.iterdir())
+    assert len(figures) == 6 and all(p.suffix == f".{fmt}" and magic in p.read_bytes()[:4096] for p in figures)
+    printed = "".join(result.output.split())  # the paths, however the terminal wrapped them
+    assert all(str(p) in printed for p in figures)
+
+
+def test_explain_dpi_sets_the_png_size(first_run, tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from actalign.cli.main import app
+
+    _, summary = first_run
+    sizes = {}
+    for dpi in (150, 300):
+        out = tmp_path / str(dpi)
+        result = CliRunner().invoke(app, ["explain", "--video", "demo-002", "--workdir", summary.workdir, "--out", str(out), "--dpi", str(dpi)])
+        assert result.exit_code == 0, result.output
+        sizes[dpi] = Image.open(sorted(out.glob("*.png"))[0]).size
+    assert abs(sizes[300][0] - 2 * sizes[150][0]) <= 3

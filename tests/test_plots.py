@@ -60,7 +60,7 @@ def test_writes_a_valid_png(tmp_path, n_steps, n_frames):
     with Image.open(out) as im:
         assert im.format == "PNG"
         width, height = im.size
-    assert 700 <= width <= 1800 and 300 <= height <= 1000
+    assert 1050 <= width <= 2700 and 450 <= height <= 1500  # 150 dpi
     _only_output(tmp_path, out)
 
 
@@ -201,3 +201,71 @@ def test_bad_inputs_raise_value_error(tmp_path, change, message):
             highlight=kwargs["highlight"],
         )
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("dpi", "scale"), [(150, 1.5), (300, 3.0)])
+def test_png_size_follows_the_dpi(tmp_path, dpi, scale):
+    aff, path, texts, times = _case(3, 8)
+    at_100 = plot_alignment(aff, path, texts, times, "t", tmp_path / "100.png", dpi=100)
+    out = plot_alignment(aff, path, texts, times, "t", tmp_path / f"{dpi}.png", dpi=dpi)
+    with Image.open(at_100) as small, Image.open(out) as big:
+        assert big.size[0] == pytest.approx(small.size[0] * scale, abs=3)
+        assert big.size[1] == pytest.approx(small.size[1] * scale, abs=3)
+    assert (out.stat().st_mode & 0o777) == 0o644
+
+
+def test_default_png_is_at_least_150_dpi(tmp_path):
+    aff, path, texts, times = _case(3, 8)
+    out = plot_alignment(aff, path, texts, times, "t", tmp_path / "a.png")
+    with Image.open(out) as im:
+        assert im.size[0] >= 8.0 * 150 - 2  # the figure is at least 8 inches wide
+
+
+@pytest.mark.parametrize(("suffix", "magic"), [(".svg", b"<svg"), (".pdf", b"%PDF-")])
+def test_writes_svg_and_pdf_by_suffix(tmp_path, suffix, magic):
+    aff, path, texts, times = _case(3, 8)
+    out = plot_alignment(aff, path, texts, times, "t", tmp_path / f"a{suffix}")
+    head = out.read_bytes()[:4096]
+    assert magic in head if suffix == ".svg" else head.startswith(magic)
+    assert (out.stat().st_mode & 0o777) == 0o644
+    _only_output(tmp_path, out)
+
+
+def test_refuses_an_unknown_figure_suffix(tmp_path):
+    aff, path, texts, times = _case(3, 8)
+    with pytest.raises(ValueError, match=r"\.png, \.svg, \.pdf"):
+        plot_alignment(aff, path, texts, times, "t", tmp_path / "a.gif")
+
+
+def test_margin_histogram_counts_videos_in_whole_numbers_and_prints_ticks_in_full():
+    from actalign.queries.report.figures import margins_figure
+
+    margins = {"actalign": np.array([-3e-5, 1e-5, 2e-5]), "mean": np.array([0.5])}
+    fig = margins_figure(margins)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        counts = [t.get_text().replace("\u2212", "-") for t in ax.get_yticklabels() if t.get_text()]
+        assert counts and all(float(c) == int(float(c)) for c in counts), counts
+        assert ax.xaxis.get_offset_text().get_text() == ""
+    ticks = [t.get_text().replace("\u2212", "-") for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert "0" in ticks and any("e-05" in t for t in ticks), ticks
+
+
+def test_domain_bars_mark_a_zero_accuracy():
+    from actalign.queries.report.figures import domain_bars_figure
+
+    row = {"top1": 0.0, "top1_boot_lo": 0.0, "top1_boot_hi": 0.0, "random_top1": 0.25}
+    fig = domain_bars_figure([{"scorer": "actalign", **row}], [{"scorer": "actalign", "domain": "kicks", **row}])
+    from matplotlib.collections import PathCollection
+
+    markers = [off for c in fig.axes[0].collections if isinstance(c, PathCollection) for off in c.get_offsets()]
+    assert len(markers) == 2 and all(x == 0 for x, _ in markers)
+
+
+def test_heatmap_scores_have_enough_digits_to_tell_candidates_apart():
+    from actalign.queries.explain import score_labels
+
+    assert score_labels([0.61234, 0.2]) == ["0.6123", "0.2"]
+    assert score_labels([3.2e-5, 3.21e-5, 0.0]) == ["3.2e-05", "3.21e-05", "0"]
+    labels = score_labels([0.123456781, 0.123456789, 0.5])
+    assert len(set(labels)) == 3 and labels[2] == "0.5"

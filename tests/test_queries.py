@@ -298,3 +298,23 @@ def test_bootstrap_is_seeded_and_exact_in_edge_cases():
         stats.topk_bootstrap([1, 2, 3])
     with pytest.raises(ValueError):
         stats.topk_bootstrap([1, 2, 3, 4], resamples=0)
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_wilson_bounds_stay_within_0_and_1_at_the_extremes(p):
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute((SQL_DIR / "00_macros.sql").read_text())
+    lo, hi = con.execute("SELECT min(wilson_lo($p, n)), max(wilson_hi($p, n)) FROM range(1, 200) t(n)", {"p": p}).fetchone()
+    assert lo == 0.0 if p == 0.0 else 0.0 <= lo
+    assert hi == 1.0 if p == 1.0 else hi <= 1.0
+
+
+def test_terminal_accuracy_table_names_its_interval(workdir):
+    result = tables.accuracy(workdir, RUN_A)
+    assert "95 % bootstrap CI" in result.columns
+    boot = {r["scorer"]: r for r in tables.accuracy_rows(workdir, [RUN_A])}
+    for row in result.records():
+        ours = boot[row["scorer"]]
+        assert row["95 % bootstrap CI"] == f"{100 * ours['top1_boot_lo']:.1f}-{100 * ours['top1_boot_hi']:.1f}"

@@ -55,7 +55,7 @@ def test_the_flow_writes_report_md_from_the_same_code(pipeline_run):
     assert UNTRAINED_BANNER in text
     for heading in ("## Configuration", "## Accuracy (labelled videos)", "## Videos left out", "## Accuracy per domain", "## Where mean-pool and actalign disagree", "## Predictions"):
         assert heading in text, heading
-    assert "random %" in text and "95 % CI" in text and "1000 resamples, seed 0" in text
+    assert "random %" in text and "95 % bootstrap CI" in text and "1000 resamples, seed 0" in text
     assert (path.parent / "figures" / "accuracy-by-domain.png").stat().st_size > 5000
     assert (path.parent / "figures" / "margins.png").stat().st_size > 5000
     assert "![Score margins](figures/margins.png)" in text
@@ -75,7 +75,7 @@ def test_a_flow_run_publishes_the_accuracy_table_and_markdown_artifacts(pipeline
         assert by_type["markdown"].flow_run_id == flow_run.id and by_type["table"].task_run_id is not None
     table = json.loads(by_type["table"].data) if isinstance(by_type["table"].data, str) else by_type["table"].data
     assert sorted(row["scorer"] for row in table) == ["actalign", "mean-pool"]
-    assert {"top-1 %", "top-1 95% CI", "random top-1 %", "random top-3 %", "left out"} <= set(table[0])
+    assert {"top-1 %", "top-1 95 % bootstrap CI", "random top-1 %", "random top-3 %", "left out"} <= set(table[0])
     assert table[0]["random top-1 %"] == pytest.approx(100 / 6, abs=0.05)  # 6 candidates per demo video
     assert UNTRAINED_BANNER in by_type["table"].description
     markdown = by_type["markdown"].data

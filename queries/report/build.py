@@ -30,13 +30,13 @@ ACCURACY_COLUMNS = [
     Column("n", "scored", "int"),
     Column("n_missing", "left out", "int"),
     Column("top1", "top-1 %", "pct"),
-    Column("top1", "95 % CI", "ci"),
+    Column("top1", "95 % bootstrap CI", "ci"),
     Column("random_top1", "random %", "pct"),
     Column("top2", "top-2 %", "pct"),
-    Column("top2", "95 % CI", "ci"),
+    Column("top2", "95 % bootstrap CI", "ci"),
     Column("random_top2", "random %", "pct"),
     Column("top3", "top-3 %", "pct"),
-    Column("top3", "95 % CI", "ci"),
+    Column("top3", "95 % bootstrap CI", "ci"),
     Column("random_top3", "random %", "pct"),
 ]
 DOMAIN_COLUMNS = [Column("domain", "domain"), *(c for c in ACCURACY_COLUMNS if c.kind != "ci" or c.name == "top1")]  # intervals of top-1 only
@@ -49,9 +49,9 @@ COMPARISON_COLUMNS = [
     Column("top2", "top-2 %", "pct"),
     Column("top3", "top-3 %", "pct"),
     Column("n_paired", "paired", "int"),
-    Column("diff_top1", "Δ top-1 pp [95 % CI]", "diff"),
-    Column("diff_top2", "Δ top-2 pp [95 % CI]", "diff"),
-    Column("diff_top3", "Δ top-3 pp [95 % CI]", "diff"),
+    Column("diff_top1", "Δ top-1 pp [95 % bootstrap CI]", "diff"),
+    Column("diff_top2", "Δ top-2 pp [95 % bootstrap CI]", "diff"),
+    Column("diff_top3", "Δ top-3 pp [95 % bootstrap CI]", "diff"),
 ]
 
 

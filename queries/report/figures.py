@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from actalign.ids import file_stem
 from actalign.plots import literal, save_atomically
@@ -24,8 +25,17 @@ _RENDER_LOCK = threading.Lock()
 
 
 def plot_domain_bars(accuracy: list[dict[str, Any]], by_domain: list[dict[str, Any]], out: Path) -> Path:
+    """Write the figure of ``domain_bars_figure`` to ``out``."""
+    with _RENDER_LOCK:
+        fig = domain_bars_figure(accuracy, by_domain)
+        save_atomically(fig, out)
+        fig.clear()
+    return out
+
+
+def domain_bars_figure(accuracy: list[dict[str, Any]], by_domain: list[dict[str, Any]]) -> Figure:
     """Horizontal bars of top-1 accuracy per domain and scorer (all domains first), bootstrap intervals
-    as error bars, and the random baseline as a dashed black line."""
+    as error bars, a marker at 0 % where a bar has no length, and the random baseline as a dashed black line."""
     scorers = sorted({r["scorer"] for r in by_domain})
     groups = ["all domains"] + sorted({r["domain"] for r in by_domain})
     value = {(r["scorer"], r["domain"]): r for r in by_domain}
@@ -33,68 +43,78 @@ def plot_domain_bars(accuracy: list[dict[str, Any]], by_domain: list[dict[str, A
     bar_h = 0.8 / max(1, len(scorers))
     height = min(60.0, 1.6 + len(groups) * max(0.45, 0.28 * len(scorers)))
     colours = ["#7f7f7f", "#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#c62828"]
-    with _RENDER_LOCK:
-        fig = Figure(figsize=(9.0, height), dpi=100, layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        for j, scorer in enumerate(scorers):
-            ys, xs, lo, hi = [], [], [], []
-            for i, group in enumerate(groups):
-                row = value.get((scorer, group))
-                if not row or row["top1"] is None:
-                    continue
-                ys.append(i + (j - (len(scorers) - 1) / 2) * bar_h)
-                xs.append(100 * row["top1"])
-                lo.append(100 * (row["top1"] - row["top1_boot_lo"]))
-                hi.append(100 * (row["top1_boot_hi"] - row["top1"]))
-            ax.barh(ys, xs, height=bar_h * 0.9, color=colours[j % len(colours)], label=scorer,
-                    xerr=[lo, hi], error_kw={"ecolor": "black", "elinewidth": 0.8, "capsize": 2})
+    fig = Figure(figsize=(9.0, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for j, scorer in enumerate(scorers):
+        ys, xs, lo, hi = [], [], [], []
         for i, group in enumerate(groups):
-            randoms = [value[(sc, group)]["random_top1"] for sc in scorers if (sc, group) in value and value[(sc, group)]["random_top1"] is not None]
-            if randoms:
-                ax.plot([100 * randoms[0]] * 2, [i - 0.46, i + 0.46], color="black", linewidth=1.6, linestyle=(0, (3, 1.5)), zorder=4,
-                        label="random baseline" if i == 0 else None)
-        ax.set_yticks(range(len(groups)))
-        ax.set_yticklabels([literal(g) for g in groups], fontsize=9)
-        ax.invert_yaxis()
-        ax.set_xlim(0, 100)
-        ax.set_xlabel("top-1 accuracy (%)")
-        ax.grid(axis="x", alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
-        ax.set_title("Top-1 accuracy per domain (95 % bootstrap intervals)", fontsize=11)
-        save_atomically(fig, out)
-        fig.clear()
-    return out
+            row = value.get((scorer, group))
+            if not row or row["top1"] is None:
+                continue
+            ys.append(i + (j - (len(scorers) - 1) / 2) * bar_h)
+            xs.append(100 * row["top1"])
+            lo.append(100 * (row["top1"] - row["top1_boot_lo"]))
+            hi.append(100 * (row["top1_boot_hi"] - row["top1"]))
+        colour = colours[j % len(colours)]
+        ax.barh(ys, xs, height=bar_h * 0.9, color=colour, label=scorer,
+                xerr=[lo, hi], error_kw={"ecolor": "black", "elinewidth": 0.8, "capsize": 2})
+        zeros = [y for y, x in zip(ys, xs) if x == 0]
+        if zeros:
+            ax.scatter([0.0] * len(zeros), zeros, marker="D", s=30, color=colour, edgecolor="black", linewidth=0.6, zorder=5, clip_on=False)
+    for i, group in enumerate(groups):
+        randoms = [value[(sc, group)]["random_top1"] for sc in scorers if (sc, group) in value and value[(sc, group)]["random_top1"] is not None]
+        if randoms:
+            ax.plot([100 * randoms[0]] * 2, [i - 0.46, i + 0.46], color="black", linewidth=1.6, linestyle=(0, (3, 1.5)), zorder=4,
+                    label="random baseline" if i == 0 else None)
+    ax.set_yticks(range(len(groups)))
+    ax.set_yticklabels([literal(g) for g in groups], fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("top-1 accuracy (%)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    ax.set_title("Top-1 accuracy per domain (95 % bootstrap intervals; a diamond marks 0 %)", fontsize=11)
+    return fig
 
 
 def plot_margins(margins: dict[str, np.ndarray], out: Path) -> Path:
-    """One histogram per scorer of margin = true score minus best other score; bars right of 0 (ranked
-    first) in green, the rest in red."""
-    scorers = sorted(margins)
+    """Write the figure of ``margins_figure`` to ``out``."""
     with _RENDER_LOCK:
-        fig = Figure(figsize=(9.0, 1.2 + 2.2 * len(scorers)), dpi=100, layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(len(scorers), 1, squeeze=False)[:, 0]
-        for ax, scorer in zip(axes, scorers):
-            values = margins[scorer]
-            if values.size == 0:
-                ax.text(0.5, 0.5, "no margins", ha="center", va="center", transform=ax.transAxes)
-                ax.set_title(scorer, fontsize=10, loc="left")
-                continue
-            bins = int(np.clip(math.sqrt(values.size) * 2, 10, 60))
-            span = max(abs(float(values.min())), abs(float(values.max())), 1e-12)
-            edges = np.linspace(-span, span, bins + 1)
-            counts, _ = np.histogram(values, bins=edges)
-            centres, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
-            ax.bar(centres, counts, width=widths, color=np.where(centres > 0, "#2e7d32", "#c62828"), edgecolor="white", linewidth=0.3)
-            ax.axvline(0, color="black", linewidth=1.0)
-            first = float((values > 0).mean())
-            ax.set_title(f"{literal(scorer)}: {values.size} videos, {100 * first:.1f} % with margin > 0 (ranked first)", fontsize=10, loc="left")
-            ax.set_ylabel("videos")
-        axes[-1].set_xlabel("margin = true class score - best other candidate's score (each scorer's own scale)")
+        fig = margins_figure(margins)
         save_atomically(fig, out)
         fig.clear()
     return out
+
+
+def margins_figure(margins: dict[str, np.ndarray]) -> Figure:
+    """One histogram per scorer of margin = true score minus best other score; bars right of 0 (ranked
+    first) in green, the rest in red. Video counts are whole numbers and each margin tick is printed in
+    full (no shared offset or 1e-5 multiplier a reader would miss)."""
+    scorers = sorted(margins)
+    fig = Figure(figsize=(9.0, 1.2 + 2.2 * len(scorers)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(scorers), 1, squeeze=False)[:, 0]
+    for ax, scorer in zip(axes, scorers):
+        values = margins[scorer]
+        if values.size == 0:
+            ax.text(0.5, 0.5, "no margins", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(scorer, fontsize=10, loc="left")
+            continue
+        bins = int(np.clip(math.sqrt(values.size) * 2, 10, 60))
+        span = max(abs(float(values.min())), abs(float(values.max())), 1e-12)
+        edges = np.linspace(-span, span, bins + 1)
+        counts, _ = np.histogram(values, bins=edges)
+        centres, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+        ax.bar(centres, counts, width=widths, color=np.where(centres > 0, "#2e7d32", "#c62828"), edgecolor="white", linewidth=0.3)
+        ax.axvline(0, color="black", linewidth=1.0)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos, span=span: "0" if abs(v) < span * 1e-9 else f"{v:.3g}"))
+        first = float((values > 0).mean())
+        ax.set_title(f"{literal(scorer)}: {values.size} videos, {100 * first:.1f} % with margin > 0 (ranked first)", fontsize=10, loc="left")
+        ax.set_ylabel("videos")
+    axes[-1].set_xlabel("margin = true class score - best other candidate's score (each scorer's own scale)")
+    return fig
 
 
 def draw_heatmaps(workdir: Workdir, run_id: str, scorer: str, videos: list[str], out_dir: Path) -> list[Heatmaps]:

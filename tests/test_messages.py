@@ -1,0 +1,101 @@
+"""Error messages name what the user wrote and how to fix it; config files mean the same from any folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from actalign.cli.main import app
+
+CLASSES = "classes:\n  - action: Kick\n    steps: [lift the knee, snap the leg]\n  - action: Punch\n    steps: [draw back, strike]\n"
+
+
+def invoke(*args: object):
+    """The CLI as a narrow, non-TTY terminal sees it; the output with its line wrapping undone."""
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "60", "TERM": "dumb"})
+    return result, " ".join(result.output.split())
+
+
+def inputs(folder: Path, manifest: str = "path,label\nclip.mp4,kick\n", name: str = "m.csv", classes: str = CLASSES) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "clip.mp4").write_bytes(b"")
+    (folder / name).write_text(manifest)
+    (folder / "classes.yaml").write_text(classes)
+    return folder / name, folder / "classes.yaml"
+
+
+def status(*args: object):
+    return invoke("status", "--model", "toy-shapes", *args)
+
+
+def test_an_unknown_manifest_column_is_named_with_the_accepted_ones(tmp_path):
+    manifest, classes = inputs(tmp_path, "file,label\nclip.mp4,kick\n")
+    result, said = status("--videos", manifest, "--classes", classes, "--workdir", tmp_path / "w")
+    assert result.exit_code == 2
+    assert "unrecognised column(s) 'file'" in said and "video_id, path, url, youtube_id, start_s, end_s, domain, candidates, label" in said
+
+
+def test_a_class_without_steps_names_the_classes_file_and_the_class(tmp_path):
+    manifest, classes = inputs(tmp_path, classes="classes:\n  - action: Punch\n    steps: [a, b]\n  - action: Kick\n")
+    result, said = status("--videos", manifest, "--classes", classes, "--workdir", tmp_path / "w")
+    assert result.exit_code == 2
+    assert "class #2: class 'kick' (Kick) has no steps" in said
+    assert f"classesfile{classes},class#2" in "".join(said.split())  # the path whole, however the terminal wraps it
+
+
+def test_an_unknown_scorer_names_the_option_and_the_closest_scorer(tmp_path):
+    manifest, classes = inputs(tmp_path)
+    result, said = invoke("config", "--videos", manifest, "--classes", classes, "--scorer", "actalgn")
+    assert result.exit_code == 2
+    assert "--scorer: unknown scorer(s) 'actalgn'; did you mean 'actalign'" in said and "Value error" not in said
+
+
+def test_a_bad_value_names_the_option_on_the_command_line_and_the_field_in_a_file(tmp_path):
+    manifest, classes = inputs(tmp_path)
+    result, said = invoke("config", "--videos", manifest, "--classes", classes, "--fps", "0")
+    assert result.exit_code == 2 and "--fps: Input should be greater than 0 (got 0.0)" in said
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"videos": "m.csv", "classes": "classes.yaml", "fps": 0, "smoothng": 2}))
+    result, said = invoke("config", "--config", config)
+    assert result.exit_code == 2 and "--fps" not in said
+    assert "fps: Input should be greater than 0 (got 0)" in said and "smoothng: Extra inputs are not permitted; did you mean 'smoothing'?" in said
+
+
+def test_an_unknown_label_suggests_the_closest_class_id(tmp_path):
+    manifest, classes = inputs(tmp_path, "path,label\nclip.mp4,kik\n")
+    result, said = status("--videos", manifest, "--classes", classes, "--workdir", tmp_path / "w")
+    assert result.exit_code == 2 and "unknown label class 'kik'; did you mean 'kick'?" in said
+
+
+def test_a_tsv_manifest_is_read_like_a_csv(tmp_path):
+    manifest, classes = inputs(tmp_path, "path\tlabel\tdomain\nclip.mp4\tkick\tkarate\n", name="m.tsv")
+    result, said = status("--videos", manifest, "--classes", classes, "--workdir", tmp_path / "w")
+    assert result.exit_code == 0, said
+    assert "1 videos, 2 classes" in said
+
+
+def test_relative_paths_in_a_config_file_resolve_against_its_folder(tmp_path, monkeypatch):
+    inputs(tmp_path / "exp1")
+    hand_written = tmp_path / "exp1" / "run.yaml"
+    hand_written.write_text(yaml.safe_dump({"videos": "m.csv", "classes": "classes.yaml", "workdir": "work", "model": "toy-shapes"}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result, said = invoke("status", "--config", hand_written)
+    assert result.exit_code == 0, said
+    result, _ = invoke("config", "--config", hand_written, "--workdir", "here")  # an option is relative to the current folder
+    printed = yaml.safe_load(result.output)
+    assert printed["videos"] == str(tmp_path / "exp1" / "m.csv") and printed["classes"] == str(tmp_path / "exp1" / "classes.yaml")
+    assert printed["workdir"] == str(elsewhere / "here")
+    (tmp_path / "copy.yaml").write_text(result.output)  # what `actalign config` writes works from any folder
+    monkeypatch.chdir(tmp_path / "exp1")
+    again, _ = invoke("config", "--config", tmp_path / "copy.yaml")
+    assert yaml.safe_load(again.output) == printed
+
+
+def test_an_unknown_model_suggests_the_closest_registry_name(tmp_path):
+    manifest, classes = inputs(tmp_path)
+    result, said = invoke("status", "--model", "siglip-bse", "--videos", manifest, "--classes", classes, "--workdir", tmp_path / "w")
+    assert result.exit_code == 2 and "Unknown model 'siglip-bse'" in said and "did you mean 'siglip-base'" in said
