@@ -9,9 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
@@ -23,6 +21,7 @@ from rich.table import Table
 from actalign.cli.display import print_error
 from actalign.config import DEFAULT_WORKDIR
 from actalign.queries.runner import Result
+from actalign.storage.atomic import write_text_atomic
 
 # A column needs room for its header, the cell padding and one border; a cell shorter than its header is rare.
 _COLUMN_CHROME = 3
@@ -189,12 +188,7 @@ def _markdown_cell(value: Any) -> str:
 
 
 def _write_text(text: str, out: Path) -> None:
-    """Atomically: a reader of ``out`` sees the old file or the new one, never half of it."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False) as tmp:
-        tmp.write(text)
-    os.chmod(tmp.name, 0o644)  # readable like every other file actalign writes (a temporary file starts 0600)
-    os.replace(tmp.name, out)
+    write_text_atomic(text, out)
     print(f"wrote {len(text.splitlines())} lines to\n{out}")
 
 

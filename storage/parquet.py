@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from actalign.storage.atomic import replace_atomically
+
 
 def write_atomic(table: pa.Table, path: Path) -> Path:
     """Write to a temporary name that does not end in .parquet, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return replace_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read(path: Path, columns: list[str] | None = None) -> pa.Table:

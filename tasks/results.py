@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ from actalign.llm.prompts import load_template
 from actalign.queries import stats, tables
 from actalign.queries.report.redact import redact
 from actalign.queries.runner import session
+from actalign.storage.atomic import write_text_atomic
 from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
 from actalign.versions import git_commit, package_versions
@@ -83,14 +82,7 @@ def write_results(workdir: Workdir, run_id: str, final: Mapping[str, Any] | None
     """Build and write ``runs/<run_id>/results.json`` atomically (a reader sees the old file or the new one)."""
     path = contained(workdir.root, results_path(workdir, run_id))
     text = json.dumps(build_results(workdir, run_id, final), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_text_atomic(text, path)
 
 
 def _metrics(scorer: str, row: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from actalign.queries.report.html_page import render_html
 from actalign.queries.report.json_doc import render_json
 from actalign.queries.report.markdown import render_markdown
 from actalign.queries.report.model import Report
+from actalign.storage.atomic import write_text_atomic
 from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
 
@@ -27,11 +28,7 @@ def write_files(report: Report, formats: Sequence[str] = ("md",)) -> dict[str, P
     report.out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for fmt in dict.fromkeys(formats):
-        path = contained(report.out_dir, report.out_dir / f"report.{fmt}")
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(RENDERERS[fmt](report), encoding="utf-8")
-        tmp.replace(path)
-        written[fmt] = path
+        written[fmt] = write_text_atomic(RENDERERS[fmt](report), contained(report.out_dir, report.out_dir / f"report.{fmt}"))
     return written
 
 
