@@ -96,7 +96,7 @@ def run(
     """
     from actalign.cli.environment import prepare_prefect, quiet_libraries
     from actalign.inputs import load_inputs
-    from actalign.registry import encoder_for
+    from actalign.registry import fetch_identity
 
     settings = dict(videos=videos, classes=classes, model=model, workdir=workdir, limit=limit, benchmark=benchmark, **options)
     if scorers is not None:
@@ -108,7 +108,7 @@ def run(
         load_inputs(config)  # input and credential errors before Prefect starts, as the CLI's preflight
         if not verbose:
             quiet_libraries()
-        encoder_for(config)  # an unknown model too; cached, so the flow loads it once
+        fetch_identity(config)  # an unknown model too, without loading its weights (only encoding tasks do)
         prepare_prefect(config.workdir, verbose)  # before Prefect is imported
         from actalign.flows.pipeline import run_pipeline
 

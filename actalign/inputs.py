@@ -6,6 +6,8 @@ Imports no torch: `actalign status` plans with the inputs alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
 
 from actalign.actionatlas import load_actionatlas, question_classes, video_specs
 from actalign.classes import TEXT_KINDS, ClassSpec, load_classes
@@ -27,8 +29,29 @@ def read_inputs(config: RunConfig) -> Inputs:
     Every problem is an InputError naming the input. With the ``file`` provider
     every class needs every kind of text the scorers use (steps; attributes for
     attribute-saliency; subtexts for storyboard); with ``openai`` the missing
-    ones go to the LLM.
+    ones go to the LLM. Parsed once per process while the input files are
+    unchanged: the CLI's preflight and the flow it starts share the result
+    (callers never mutate it).
     """
+    return _parsed(config, _file_states(config))
+
+
+def _file_states(config: RunConfig) -> tuple:
+    """What would make a second parse differ: each input file's (or folder's) identity, size and change time."""
+    def state(path: Path | None) -> tuple | None:
+        if path is None:
+            return None
+        try:
+            found = path.stat()
+        except OSError:
+            return (str(path),)  # missing: parsed again, and refused with its own message
+        return (str(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
+
+    return state(config.videos), state(config.classes)
+
+
+@lru_cache(maxsize=4)
+def _parsed(config: RunConfig, file_states: tuple) -> Inputs:
     if config.benchmark == "actionatlas":
         classes, videos = _actionatlas(config)
     else:

@@ -27,6 +27,19 @@ def print_result(result: Result, title: str | None = None) -> None:
     console.print(table)
 
 
+def print_line(text: str) -> None:
+    """A line that may hold a path or a command: left whole to the terminal (or the pipe) however long,
+    never broken inside a token, so it stays copy-pasteable."""
+    console.print(text, highlight=False, soft_wrap=True)
+
+
+def print_failures(result: Result, title: str) -> None:
+    """Failed items as lines rather than a table: the message names a path or a URL, printed whole."""
+    console.print(title, highlight=False)
+    for stage, item, error_class, message in result.rows:
+        print_line(f"  {stage} {item}: {error_class}\n    {message}")
+
+
 def print_model_banner(banner: str | None) -> None:
     """The model's caveat (untrained, or trained on generated shapes only), when it has one."""
     if banner:
@@ -48,4 +61,4 @@ def working(message: str) -> Iterator[Callable[[str], None]]:
 
 def print_error(message: str) -> None:
     """Only the prefix is styled: ``message`` quotes user input, so it is escaped."""
-    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # paths in it stay whole

@@ -10,7 +10,7 @@ from pathlib import Path
 PREFECT_DEFAULTS = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    # The temporary local server needs more than the default 20 s on a loaded 2-core machine.
+    # The temporary local server can take more than the default 20 s to start on a busy machine.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 import yaml
 
-from actalign.cli.display import console, print_error, print_model_banner, print_result, working
+from actalign.cli.display import console, print_error, print_failures, print_line, print_model_banner, print_result, working
 from actalign.cli.environment import prepare_prefect, start_prefect
 from actalign.cli.prompt import prompt_app
 from actalign.cli.sql import sql as sql_command
@@ -239,7 +239,7 @@ def explain(
         print_error(str(exc))
         raise typer.Exit(2) from exc
     for path in paths:
-        console.print(str(path), highlight=False)
+        print_line(str(path))
 
 
 @app.command()
@@ -319,7 +319,7 @@ def report(
         print_error(str(exc))
         raise typer.Exit(2) from exc
     for path in paths.values():
-        console.print(str(path), highlight=False)
+        print_line(str(path))
 
 
 def _config(settings: dict, labels: dict = OPTION_OF_FIELD) -> RunConfig:
@@ -353,7 +353,7 @@ def _run(config: RunConfig, verbose: bool, wait: bool = True) -> int:
         print_error(str(exc))
         return 2
     from actalign.queries import tables
-    from actalign.queries.runner import session
+    from actalign.queries.runner import session, sql_command
     from actalign.storage.workdir import Workdir
 
     console.print(
@@ -366,12 +366,19 @@ def _run(config: RunConfig, verbose: bool, wait: bool = True) -> int:
         highlight=False,
     )
     with session(Workdir.open(summary.workdir)) as s:  # one set of views for the three tables
-        print_result(tables.predictions(s, summary.run_id), title="Predictions (* = correct)")
-        print_result(tables.accuracy(s, summary.run_id), title="Accuracy over labelled videos")
+        labelled = tables.has_labels(s, summary.run_id)
+        print_result(tables.predictions(s, summary.run_id), title=tables.PREDICTIONS_TITLE[labelled])
+        if labelled:
+            print_result(tables.accuracy(s, summary.run_id), title="Accuracy over labelled videos")
+        else:
+            console.print("no labels: accuracy not computed (a manifest with a label column measures it)", highlight=False)
         if summary.n_failed:
-            print_result(tables.failures(s, summary.run_id), title=f"{summary.n_failed} failed")
+            print_failures(tables.failures(s, summary.run_id), title=f"{summary.n_failed} failed:")
     print_model_banner(summary.caveat)
-    console.print(f"report: {summary.report}\nquery: actalign sql --workdir {summary.workdir} \"SELECT * FROM accuracy\"")
+    console.print("report:", highlight=False)
+    print_line(f"  {summary.report}")
+    console.print("query the results:", highlight=False)
+    print_line("  " + sql_command(summary.workdir, "SELECT * FROM accuracy"))
     return 1 if summary.n_failed else 0
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from actalign.cli.display import console, print_error, print_model_banner
+from actalign.cli.display import console, print_error, print_line, print_model_banner, working
 from actalign.config import RunConfig
 from actalign.errors import InputError
 from actalign.registry import ModelIdentity, ModelNotLocalError
@@ -46,7 +46,7 @@ def show_status(config: RunConfig, wait: bool = True) -> int:
 
 
 def _show_plan(config: RunConfig, inputs: Inputs, identity: ModelIdentity) -> int:
-    from actalign.queries.runner import refresh_views
+    from actalign.queries.runner import refresh_views, sql_command
     from actalign.storage.freshness import ERROR, STAGES, STALE, plan_run
     from actalign.storage.records import mark_interrupted
     from actalign.storage.workdir import Workdir
@@ -55,9 +55,11 @@ def _show_plan(config: RunConfig, inputs: Inputs, identity: ModelIdentity) -> in
     workdir = Workdir.open(config.workdir)
     for run_id in mark_interrupted(workdir):
         console.print(f"run {run_id} was interrupted (its process is gone)", highlight=False)
-    plan = plan_run(workdir, config, inputs, identity, lambda video: source_fingerprint(video, config))
-    plan.write(workdir, None)
-    if problem := refresh_views(workdir):
+    with working("comparing every video, script and pair with the store ..."):
+        plan = plan_run(workdir, config, inputs, identity, lambda video: source_fingerprint(video, config))
+        plan.write(workdir, None)
+        problem = refresh_views(workdir)
+    if problem:
         console.print(problem, highlight=False)
 
     table = Table(title=f"Stages of a run with these options (compared with run {plan.previous_run or '-'})", title_justify="left")
@@ -74,10 +76,9 @@ def _show_plan(config: RunConfig, inputs: Inputs, identity: ModelIdentity) -> in
         console.print("Everything is fresh: a run would compute nothing.")
     else:
         console.print("A run would " + "; ".join(f"{WHAT[s][1]} {n} {WHAT[s][0]}" for s, n in todo.items() if n) + ".", highlight=False)
-    console.print(
-        f"Item by item: actalign sql --workdir {config.workdir} \"SELECT stage, item, reason FROM freshness WHERE run_id IS NULL AND state <> 'fresh'\"",
-        highlight=False,
-    )
+    console.print("Item by item:", highlight=False)
+    query = "SELECT stage, item, reason FROM freshness WHERE run_id IS NULL AND state <> 'fresh'"
+    print_line("  " + sql_command(config.workdir, query))
     return 0
 
 

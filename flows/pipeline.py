@@ -19,7 +19,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from actalign.config import RunConfig
 from actalign.flows.placement import encoding_placement
-from actalign.flows.progress import wait_with_progress
+from actalign.flows.progress import spinner, wait_with_progress
 from actalign.inputs import Inputs, load_inputs, shards
 from actalign.queries.runner import refresh_views
 from actalign.registry import ModelIdentity, fetch_identity
@@ -147,10 +147,11 @@ def _run_stages(
         "scripts": sorted(all_scripts),
         "step_embeddings": sorted(texts.embed_keys.values()),
     }
-    if problem := refresh_views(workdir):
-        get_run_logger().warning(problem)
-    final = {"state": record.state, "finished_at": record.finished_at, "n_failed": n_failed, "stage_keys": record.stage_keys}
-    report = write_report_task(workdir, run_id, final)  # report.md, and the Prefect table and markdown artifacts
+    with spinner("views and report"):
+        if problem := refresh_views(workdir):
+            get_run_logger().warning(problem)
+        final = {"state": record.state, "finished_at": record.finished_at, "n_failed": n_failed, "stage_keys": record.stage_keys}
+        report = write_report_task(workdir, run_id, final)  # report.md, and the Prefect table and markdown artifacts
     write_run(workdir, record)  # last: a run recorded as completed has every output, its report included
     return RunSummary(
         run_id=run_id,

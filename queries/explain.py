@@ -8,7 +8,6 @@ its run record.
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from actalign.caveats import model_label
 from actalign.errors import InputError
 from actalign.ids import file_stem
 from actalign.plots import DEFAULT_DPI, plot_alignment
-from actalign.queries.runner import run_sql
+from actalign.queries.runner import run_sql, sql_command
 from actalign.scorers import ALIGNMENT_MODES
 from actalign.storage.embeddings import read_frame_embeddings, read_frame_times, read_step_texts, read_text_embeddings
 from actalign.storage.safe_paths import contained
@@ -54,8 +53,7 @@ def find_video(workdir: Workdir, video_id: str, run_id: str | None, scorer: str)
         where = f"run {run_id}" if run_id else "any run"
         raise InputError(
             f"video {video_id!r} has no {scorer} scores in {where} of {workdir.root}; "
-            f"check the id with:\n  actalign sql --workdir {shlex.quote(str(workdir.root))} "
-            "\"SELECT run_id, video_id, scorer FROM predictions\""
+            "check the id with:\n  " + sql_command(workdir.root, "SELECT run_id, video_id, scorer FROM predictions")
         )
     run, label, frames_key, candidates, keys, stage_keys, config, trained, caveat, model = rows[0]
     ordered = {c: keys[c] for c in candidates if c in keys}

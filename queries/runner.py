@@ -17,6 +17,7 @@ answers and a ``-- params:`` line naming its parameters. They are not views;
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ from actalign.storage.workdir import Workdir
 
 SQL_DIR = Path(__file__).parent
 NAMED_DIR = SQL_DIR / "named"
+
+
+def sql_command(workdir: Path | str, query: str) -> str:
+    """The ``actalign sql`` command that runs ``query`` on ``workdir``, quoted for a POSIX shell: what a
+    message suggests is pasted as is."""
+    return shlex.join(["actalign", "sql", "--workdir", str(workdir), query])
 
 
 def view_sql(root: Path) -> list[str]:

@@ -179,17 +179,36 @@ def accuracy(source: Source, run_id: str) -> Result:
     )
 
 
+PREDICTIONS_TITLE = {
+    True: "Predictions (* = correct: the true class ranked first; a tie is not a win)",
+    False: "Predictions (score, and in brackets its margin over the runner-up)",
+}
+
+
+def has_labels(source: Source, run_id: str) -> bool:
+    """Whether any video of the run has a label: without one there is no accuracy to compute."""
+    with _open(source) as s:
+        return bool(s.sql("SELECT count(label) FROM videos WHERE run_id = ?", [run_id]).rows[0][0])
+
+
 def predictions(source: Source, run_id: str) -> Result:
-    """One row per video: the label and each scorer's prediction; a * marks a correct one (the label
-    ranked first; a tie is not a win)."""
+    """One row per video: the label and each scorer's prediction (``PREDICTIONS_TITLE`` says how to read it).
+    With labels a * marks a correct one; without, each prediction carries its score and its margin over the
+    runner-up, the only confidence an unlabelled run has."""
     with _open(source) as s:
         scorers = [row[0] for row in s.sql("SELECT DISTINCT scorer FROM predictions WHERE run_id = ? ORDER BY 1", [run_id]).rows]
-        columns = "".join(
-            f""", first(predicted || CASE WHEN true_rank = 1 THEN ' *' ELSE '' END) FILTER (WHERE scorer = ${i + 2}) AS "{name}\""""
-            for i, name in enumerate(scorers)
-        )
+        if has_labels(s, run_id):
+            label = ", coalesce(any_value(label), '') AS label"
+            cell, source_sql = "predicted || CASE WHEN true_rank = 1 THEN ' *' ELSE '' END", "predictions"
+        else:
+            label = ""
+            cell = "predicted || ' ' || printf('%.4g', top) || coalesce(' (' || printf('%+.2g', top - runner_up) || ')', '')"
+            source_sql = """(SELECT run_id, video_id, scorer, arg_max(candidate, score) AS predicted, max(score) AS top,
+                                    list_sort(list(score), 'DESC')[2] AS runner_up
+                             FROM scores WHERE run_id = $1 GROUP BY ALL)"""
+        columns = "".join(f""", first({cell}) FILTER (WHERE scorer = ${i + 2}) AS "{name}\"""" for i, name in enumerate(scorers))
         return s.sql(
-            f"SELECT video_id, coalesce(any_value(label), '') AS label{columns} FROM predictions WHERE run_id = $1 GROUP BY video_id ORDER BY video_id",
+            f"SELECT video_id{label}{columns} FROM {source_sql} WHERE run_id = $1 GROUP BY video_id ORDER BY video_id",
             [run_id, *scorers],
         )
 

@@ -13,6 +13,6 @@ Layout (under the workdir)::
     runs/<run_id>/status/*.parquet       one file per stage and shard
     runs/<run_id>/report.md              the run's accuracy tables
 
-Each folder read by a view also holds a zero-row ``_schema.parquet`` so that
+Each folder read by a view also holds a zero-row ``.schema.parquet`` (``runs/.schema/``) so that
 the views answer (with no rows) on a new workdir instead of failing.
 """

@@ -29,8 +29,18 @@ def to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def write_frame_embeddings(
-    path: Path, *, video_id: str, times_s: np.ndarray, embeddings: np.ndarray, model: str, frames_key: str
+    path: Path,
+    *,
+    video_id: str,
+    times_s: np.ndarray,
+    embeddings: np.ndarray,
+    model: str,
+    frames_key: str,
+    fps: float,
+    start_s: float | None = None,
+    end_s: float | None = None,
 ) -> None:
+    """One video's frames with the sampling that made them, so frames of two samplings are told apart in SQL."""
     n = len(times_s)
     table = pa.table(
         {
@@ -40,6 +50,9 @@ def write_frame_embeddings(
             "embedding": to_list_array(embeddings),
             "model": pa.array([model] * n, pa.string()),
             "frames_key": pa.array([frames_key] * n, pa.string()),
+            "fps": pa.array([fps] * n, pa.float64()),
+            "start_s": pa.array([start_s] * n, pa.float64()),
+            "end_s": pa.array([end_s] * n, pa.float64()),
         },
         schema=schemas.FRAME_EMBEDDINGS,
     )

@@ -14,6 +14,9 @@ FRAME_EMBEDDINGS = pa.schema(
         ("embedding", EMBEDDING),
         ("model", pa.string()),
         ("frames_key", pa.string()),
+        ("fps", pa.float64()),  # the sampling: frames per second over the segment [start_s, end_s] (NULL: the whole video)
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
     ]
 )
 

@@ -12,8 +12,11 @@ from actalign.storage import schemas
 from actalign.storage.parquet import write_atomic
 from actalign.storage.safe_paths import contained
 
-# Zero-row files (and a run folder of them) named so, so the views answer on an empty workdir.
-SCHEMA = "_schema"
+# Zero-row files (and a run folder of them) named so, so the views answer on an empty workdir. A dot name, so a
+# user's own glob (``runs/*/run.parquet`` in a shell, Python's glob, pyarrow datasets) never takes them for data;
+# DuckDB's globs, which the views use, do match it.
+SCHEMA = ".schema"
+LEGACY_SCHEMA = "_schema"  # the name before: its zero-row files are removed when a workdir is opened
 
 
 @dataclass(frozen=True)
@@ -101,19 +104,40 @@ class Workdir:
     def report_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "report.md"
 
-    def _init(self) -> None:
-        placeholders = {
-            self.frames_path(SCHEMA): schemas.FRAME_EMBEDDINGS,
-            self.script_path(SCHEMA): schemas.SCRIPTS,
-            self.step_embeddings_path(SCHEMA): schemas.STEP_EMBEDDINGS,
-            self.run_record_path(SCHEMA): schemas.RUNS,
-            self.videos_path(SCHEMA): schemas.VIDEOS,
-            self.scores_path(SCHEMA, SCHEMA): schemas.SCORES,
-            self.run_dir(SCHEMA) / "status" / f"{SCHEMA}.parquet": schemas.STATUS,
-            self.llm_requests_path(SCHEMA, SCHEMA): schemas.LLM_REQUESTS,
-            self.plan_path(SCHEMA): schemas.PLANS,
-            self.plan_path(None).with_name(f"{SCHEMA}.parquet"): schemas.PLANS,
+    def _placeholders(self, name: str) -> dict[Path, pa.Schema]:
+        return {
+            self.frames_path(name): schemas.FRAME_EMBEDDINGS,
+            self.script_path(name): schemas.SCRIPTS,
+            self.step_embeddings_path(name): schemas.STEP_EMBEDDINGS,
+            self.run_record_path(name): schemas.RUNS,
+            self.videos_path(name): schemas.VIDEOS,
+            self.scores_path(name, name): schemas.SCORES,
+            self.run_dir(name) / "status" / f"{name}.parquet": schemas.STATUS,
+            self.llm_requests_path(name, name): schemas.LLM_REQUESTS,
+            self.plan_path(name): schemas.PLANS,
+            self.plan_path(None).with_name(f"{name}.parquet"): schemas.PLANS,
         }
-        for path, schema in placeholders.items():
-            if not path.exists() or not pq.read_schema(path).equals(schema):  # new columns reach old workdirs
+
+    def _init(self) -> None:
+        for path, schema in self._placeholders(SCHEMA).items():
+            if not _has_schema(path, schema):  # new columns reach old workdirs; a damaged placeholder is rewritten
                 write_atomic(pa.Table.from_pylist([], schema=schema), path)
+        self._remove_legacy_placeholders()
+
+    def _remove_legacy_placeholders(self) -> None:
+        """An older workdir's zero-row placeholders and their empty run folder; a file with rows is data, never touched."""
+        legacy = [path for path in self._placeholders(LEGACY_SCHEMA) if path.is_file() and not path.is_symlink()]
+        for path in legacy:
+            if pq.read_metadata(path).num_rows == 0:
+                path.unlink()
+        run_folder = self.run_dir(LEGACY_SCHEMA)
+        for folder in (*(run_folder / sub for sub in ("status", "scores", "llm_requests")), run_folder):
+            if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def _has_schema(path: Path, schema: pa.Schema) -> bool:
+    try:
+        return pq.read_schema(path).equals(schema)
+    except (OSError, pa.ArrowInvalid):
+        return False

@@ -165,7 +165,8 @@ def _record(
                 marker.write_text(str(outcome.error))
             raise outcome.error
         write_frame_embeddings(
-            workdir.frames_path(key), video_id=video.video_id, times_s=outcome.times_s, embeddings=outcome.embeddings, model=encoder.identity.model_id, frames_key=key
+            workdir.frames_path(key), video_id=video.video_id, times_s=outcome.times_s, embeddings=outcome.embeddings,
+            model=encoder.identity.model_id, frames_key=key, fps=config.fps, start_s=video.start_s, end_s=video.end_s,
         )
     except Exception as exc:  # recorded with its real class; the other videos carry on
         result.failed += 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -76,16 +78,29 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_run(case, message, demo_d
     assert not (tmp_path / "work" / "runs").exists()  # nothing started, nothing that looks like a result
 
 
+def narrow(*args: object):
+    """The CLI as a 40-column, non-TTY terminal (a pipe, a CI log) sees it."""
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "40", "TERM": "dumb"})
+
+
 @pytest.mark.usefixtures("prefect_harness")
-def test_a_failed_video_gives_exit_1_and_a_failure_table(demo_dataset, demo_rows, tmp_path):
+def test_a_failed_video_gives_exit_1_and_its_path_whole_on_a_narrow_pipe(demo_dataset, demo_rows, tmp_path):
     _, classes = demo_dataset
-    rows = [demo_rows[0], {**demo_rows[1], "path": str(tmp_path / "missing.mp4")}]
+    missing = tmp_path / "a folder with a rather long name" / "nosuch-video-file-name.mp4"
+    rows = [demo_rows[0], {**demo_rows[1], "path": str(missing)}]
     manifest = write_manifest(tmp_path / "m.csv", rows)
     workdir = tmp_path / "work"
-    result = invoke("run", "--videos", manifest, "--classes", classes, "--workdir", workdir, "--model", "tiny-random")
+    result = narrow("run", "--videos", manifest, "--classes", classes, "--workdir", workdir, "--model", "tiny-random")
     assert result.exit_code == 1, result.output
     text = " ".join(result.output.split())
     assert "VideoNotFoundError" in text and "UNTRAINED MODEL" in text and "Accuracy" in text
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert any(str(missing) in line for line in lines), result.output  # whole on one line, however narrow the terminal
+    report = lines[lines.index("report:") + 1]
+    assert Path(report).is_file() and report.endswith("report.md")
+    command = shlex.split(lines[lines.index("query the results:") + 1])  # pasted into a shell as printed
+    assert command == ["actalign", "sql", "--workdir", str(workdir.resolve()), "SELECT * FROM accuracy"]
+    assert invoke(*command[1:]).exit_code == 0
 
     sql = invoke("sql", "SELECT video_id, state FROM status WHERE stage = 'acquire' ORDER BY video_id", "--workdir", workdir)
     assert sql.exit_code == 2  # status has 'item', not 'video_id': the user sees DuckDB's message
@@ -156,3 +171,22 @@ def test_demo_fallback_prints_a_hostile_model_name_as_text_not_markup():
     assert chosen == "toy-shapes"
     text = " ".join(captured.get().split())
     assert "'[bold]no/such[/]' cannot be loaded" in text and "Running the demo with toy-shapes" in text
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_an_unlabelled_folder_prints_predictions_with_score_and_margin_and_no_accuracy(demo_dataset, demo_rows, tmp_path):
+    _, classes = demo_dataset
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for row in demo_rows[:2]:
+        shutil.copy(row["path"], folder)
+    args = ["run", "--videos", folder, "--classes", classes, "--workdir", tmp_path / "work", "--model", "tiny-random", "--scorer", "actalign"]
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "160", "TERM": "dumb"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "no labels: accuracy not computed" in text and "Accuracy over labelled videos" not in text
+    assert "margin over the runner-up" in text
+    scores = invoke("sql", "--workdir", tmp_path / "work", "--format", "csv",
+                    "SELECT video_id, predicted, top_score FROM predictions ORDER BY video_id")
+    for video_id, predicted, top in (line.split(",") for line in scores.output.splitlines()[1:]):
+        assert f"{predicted} {float(top):.4g} (+" in text, result.output  # the prediction, its score and its positive margin

@@ -20,6 +20,7 @@ from actalign import stages
 from actalign.config import RunConfig
 from actalign.flows.pipeline import RunSummary, run_pipeline
 from actalign.inputs import read_inputs
+from actalign.queries.runner import run_sql
 from actalign.registry import identity_for
 from actalign.storage.freshness import STALE, plan_run
 from actalign.storage.workdir import Workdir
@@ -126,6 +127,13 @@ def test_each_change_recomputes_exactly_what_it_affects(inputs, tmp_path):
 
     # Back to 4 fps: all from the store (nothing was overwritten).
     assert run("all6")[0]["pairs"] == 0
+    # Both samplings stay in the store: the view tells them apart, and its comment's query picks one run's frames.
+    store = Workdir.open(workdir)
+    assert dict(run_sql(store, "SELECT fps, count(*) FROM frame_embeddings WHERE video_id = 'demo-000' GROUP BY fps").rows) == {4.0: FRAMES, 2.0: FRAMES // 2}
+    last_run = run_sql(store, "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").rows[0][0]
+    one_run = run_sql(store, """SELECT DISTINCT f.fps, count(*) OVER () FROM frame_embeddings f JOIN (SELECT item AS video_id, key AS frames_key
+                                FROM freshness WHERE run_id = ? AND stage = 'acquire') USING (video_id, frames_key)""", [last_run]).rows
+    assert one_run == [(4.0, VIDEOS * FRAMES)]
 
     # Smoothing: only the alignment scorer's pairs; mean-pool does not smooth.
     done, plan = run("all6", smoothing=3)
@@ -167,7 +175,7 @@ def test_status_plans_without_running(inputs, tmp_path, monkeypatch):
     assert {stage: len(before.stale(stage)) for stage in ("acquire", "scripts", "step_embeddings", "score")} == {
         "acquire": VIDEOS, "scripts": CLASSES, "step_embeddings": CLASSES, "score": VIDEOS * CLASSES * 2,
     }
-    assert not [p for p in (workdir / "store").rglob("*.parquet") if p.stem != "_schema"]
+    assert not [p for p in (workdir / "store").rglob("*.parquet") if p.stem != ".schema"]
     summary = run_pipeline(config)
     after = plan()
     assert summary.state == "completed" and all(item.state != STALE for item in after.items)

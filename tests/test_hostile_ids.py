@@ -164,7 +164,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Workdir, li
     for i, video in enumerate(videos):
         frames_key = f"frames{i:040d}"
         write_frame_embeddings(workdir.frames_path(frames_key), video_id=video, times_s=np.arange(6) / 4,
-                               embeddings=rng.normal(size=(6, 8)), model="fake-model", frames_key=frames_key)
+                               embeddings=rng.normal(size=(6, 8)), model="fake-model", frames_key=frames_key, fps=4.0)
         for j, class_id in enumerate(classes):
             scores.append({"run_id": RUN, "video_id": video, "candidate": class_id, "scorer": "actalign", "score": float(rng.normal()),
                            "path_len": 8, "frames_key": frames_key, "embed_key": f"embed{j:040d}"})

@@ -91,7 +91,7 @@ def test_sql_prints_markup_as_text(tmp_path: Path):
 def test_a_run_with_hostile_names_prints_its_predictions_as_text(hostile_run):
     workdir, done = hostile_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    predictions = done.stdout.split("Predictions (* = correct)")[1].split("Accuracy over labelled videos")[0]
+    predictions = done.stdout.split("Predictions (* = correct")[1].split("Accuracy over labelled videos")[0]
     for text in (*VIDEO_IDS, *CLASS_IDS):
         assert text in predictions, text
     steps = actalign("sql", "--workdir", str(workdir), f"SELECT DISTINCT action, text FROM scripts WHERE class_id = '{CLASS_IDS[0]}'", cwd=workdir)

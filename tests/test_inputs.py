@@ -138,3 +138,25 @@ def test_bad_manifests_name_the_row(tmp_path, classes, csv_text, message):
 def test_missing_videos_source(tmp_path, classes):
     with pytest.raises(InputError, match="neither a folder of videos nor a manifest"):
         load_manifest(tmp_path / "nowhere", classes)
+
+
+def test_inputs_are_parsed_once_per_process_until_a_file_changes(tmp_path, monkeypatch):
+    """The CLI's preflight and the flow it starts read the same inputs: the second read parses nothing,
+    and an edited manifest or classes file is parsed again."""
+    import os
+
+    import actalign.inputs as inputs_module
+    from actalign.config import RunConfig
+
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    manifest = write(tmp_path / "m.csv", "path,label\na.mp4,axe-kick\n")
+    classes_file = write(tmp_path / "classes.yaml", CLASSES_YAML)
+    config = RunConfig(videos=manifest, classes=classes_file, workdir=tmp_path / "w")
+    parses = []
+    monkeypatch.setattr(inputs_module, "load_manifest", lambda *a: parses.append(a) or load_manifest(*a))
+
+    first = inputs_module.read_inputs(config)
+    assert inputs_module.read_inputs(config) is first and len(parses) == 1
+    write(manifest, "path,label\na.mp4,roundhouse\n")
+    os.utime(manifest, ns=(1, 1))  # a change however coarse the file system's clock
+    assert inputs_module.read_inputs(config).videos[0].label == "roundhouse" and len(parses) == 2

@@ -8,6 +8,7 @@ workdir of tests/test_queries.py feeds the rest (failures, comparison, secrets).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -105,6 +106,38 @@ def test_html_report_renders_in_headless_chromium(pipeline_run, tmp_path):
     for table in ("table-accuracy", "table-by_domain", "table-comparison", "table-disagreements", "table-worst_errors", "table-predictions"):
         assert f'id="{table}"' in dom, table
     assert 'id="model-banner"' in dom and "UNTRAINED MODEL" in dom
+    check_figures_in_chromium(text, flags, tmp_path)
+
+
+def check_figures_in_chromium(page: str, flags: list[str], tmp_path: Path) -> None:
+    """Every figure of the page, stacked at its own size on one page and screenshot: each region of the
+    screenshot shows its figure as drawn (decoded whole, nothing clipped or blank), at 150 dpi or more."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    sources = re.findall(r'<img src="(data:image/png;base64,[^"]+)"', page)
+    figures = [Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) for src in sources]
+    for figure in figures:
+        assert round(figure.info["dpi"][0]) >= 150 and figure.width >= 1200, (figure.info, figure.size)
+    stacked = tmp_path / "figures.html"
+    stacked.write_text("<html><body style='margin:0;background:#fff'>"
+                       + "".join(f"<img style='display:block' src='{src}'>" for src in sources) + "</body></html>")
+    width, height = max(f.width for f in figures), sum(f.height for f in figures)
+    shot = tmp_path / "figures.png"
+    subprocess.run([CHROMIUM, *flags, "--hide-scrollbars", "--force-device-scale-factor=1", f"--screenshot={shot}",
+                    f"--window-size={width},{height}", stacked.as_uri()], capture_output=True, timeout=120, check=True)
+    screen = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    top = 0
+    for number, figure in enumerate(figures):
+        drawn = np.asarray(figure.convert("L"), dtype=np.float32)
+        region = screen[top : top + figure.height, : figure.width]
+        assert region.shape == drawn.shape, (number, region.shape, drawn.shape)
+        assert (drawn < 128).mean() > 0.005, number  # the figure has ink: axes, labels, bars or cells
+        assert np.abs(region - drawn).mean() < 3, number  # shown as drawn
+        top += figure.height
 
 
 def test_cli_report_md_and_json_with_heatmaps(pipeline_run, tmp_path):

@@ -26,5 +26,31 @@ def test_interrupted_writer_leaves_no_parquet(tmp_path, monkeypatch):
 def test_frame_embeddings_round_trip(tmp_path):
     embeddings = np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32)
     path = tmp_path / "f.parquet"
-    write_frame_embeddings(path, video_id="v", times_s=np.arange(7) / 4, embeddings=embeddings, model="m", frames_key="k")
+    write_frame_embeddings(path, video_id="v", times_s=np.arange(7) / 4, embeddings=embeddings, model="m", frames_key="k", fps=4.0)
     assert np.array_equal(read_frame_embeddings(path), embeddings)
+
+
+def test_placeholders_are_hidden_from_a_users_glob_and_old_ones_are_removed(tmp_path):
+    """The zero-row files that let the views answer on a new workdir are not what ``runs/*/run.parquet`` finds
+    in a shell or Python; an older workdir's ``_schema`` placeholders go, a ``_schema`` file with rows stays."""
+    import glob
+
+    import pyarrow.parquet as pq
+
+    from actalign.queries.runner import run_sql
+    from actalign.storage.workdir import Workdir
+
+    old = tmp_path / "work"
+    (old / "runs" / "_schema" / "status").mkdir(parents=True)
+    pq.write_table(pa.table({"run_id": pa.array([], pa.string())}), old / "runs" / "_schema" / "run.parquet")
+    pq.write_table(pa.table({"run_id": pa.array([], pa.string())}), old / "runs" / "_schema" / "status" / "_schema.parquet")
+    (old / "store" / "scripts").mkdir(parents=True)
+    pq.write_table(pa.table({"x": [1]}), old / "store" / "scripts" / "_schema.parquet")  # rows: someone's data
+
+    workdir = Workdir.open(old)
+    assert glob.glob(str(old / "runs" / "*" / "run.parquet")) == []
+    assert not (old / "runs" / "_schema").exists()
+    assert (old / "store" / "scripts" / "_schema.parquet").exists()
+    assert run_sql(workdir, "SELECT count(*) AS n FROM runs").rows == [(0,)]
+    (old / "runs" / ".schema" / "run.parquet").write_bytes(b"PAR1 torn")  # a damaged placeholder is written again
+    assert run_sql(Workdir.open(old), "SELECT count(*) AS n FROM runs").rows == [(0,)]

@@ -47,9 +47,9 @@ def test_a_truncated_store_file_is_reported_and_recomputed(demo_dataset, tmp_pat
     config = config_for(demo_dataset, tmp_path / "work")
     first = run_pipeline(config)
     store = tmp_path / "work" / "store"
-    frames = sorted((store / "frame_embeddings").glob("[!_]*.parquet"))[0]
-    texts = sorted((store / "step_embeddings").glob("[!_]*.parquet"))[0]
-    pairs = sorted((store / "pair_scores").glob("[!_]*.parquet"))[1]
+    frames = sorted((store / "frame_embeddings").glob("[!._]*.parquet"))[0]
+    texts = sorted((store / "step_embeddings").glob("[!._]*.parquet"))[0]
+    pairs = sorted((store / "pair_scores").glob("[!._]*.parquet"))[1]
     for path in (frames, texts, pairs):
         truncate(path)
 

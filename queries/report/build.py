@@ -14,7 +14,7 @@ from actalign.queries import stats, tables
 from actalign.queries.report.figures import draw_heatmaps, plot_domain_bars, plot_margins
 from actalign.queries.report.model import Column, FigureFile, Report, Table, result_table
 from actalign.queries.report.redact import redact
-from actalign.queries.runner import Result, Session, session
+from actalign.queries.runner import Result, Session, session, sql_command
 from actalign.scorers import ALIGNMENT_MODES
 from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
@@ -172,7 +172,7 @@ def build_report(
             )
             chosen = list(dict.fromkeys(videos)) or worst_rows.column("video_id")[:worst]
             if videos:
-                _check_videos(s, run_id, heat_scorer, chosen)
+                _check_videos(s, run_id, heat_scorer, chosen, workdir)
             elif worst == 0 and worst_rows.rows:
                 report.notes.append(f"Alignment heatmaps of the worst errors: actalign report --workdir {workdir.root} --run {run_id} --format html")
         elif videos:
@@ -182,10 +182,10 @@ def build_report(
         n_videos = s.sql("SELECT count(*) FROM videos WHERE run_id = ?", [run_id]).rows[0][0]
         if n_videos <= MAX_PREDICTIONS:
             predictions = tables.predictions(s, run_id)
-            report.tables.append(result_table("predictions", "Predictions (* = correct: the true class ranked first; a tie is not a win)", predictions))
+            report.tables.append(result_table("predictions", tables.PREDICTIONS_TITLE[tables.has_labels(s, run_id)], predictions))
         else:
             report.notes.append(f"{n_videos} videos: the per-video predictions are in the predictions view, e.g. "
-                                f"actalign sql \"SELECT * FROM predictions WHERE run_id = '{run_id}'\"")
+                                + sql_command(workdir.root, f"SELECT * FROM predictions WHERE run_id = '{run_id}'"))
         failures = tables.failures(s, run_id)
         report.tables.append(result_table("failures", "Failures", failures, limit=MAX_FAILURES))
         margins = tables.margins(s, run_id)
@@ -247,12 +247,12 @@ def _heatmap_scorer(scorers: list[str], chosen: str | None) -> str | None:
     return "actalign" if "actalign" in alignment else (alignment[0] if alignment else None)
 
 
-def _check_videos(s: Session, run_id: str, scorer: str, videos: list[str]) -> None:
+def _check_videos(s: Session, run_id: str, scorer: str, videos: list[str], workdir: Workdir) -> None:
     known = {r[0] for r in s.sql("SELECT video_id FROM predictions WHERE run_id = ? AND scorer = ?", [run_id, scorer]).rows}
     missing = [v for v in videos if v not in known]
     if missing:
         raise InputError(f"video(s) {', '.join(map(repr, missing))} have no {scorer} scores in run {run_id}; "
-                         f"check with: actalign sql \"SELECT video_id FROM predictions WHERE run_id = '{run_id}'\"")
+                         "check the ids with:\n  " + sql_command(workdir.root, f"SELECT video_id FROM predictions WHERE run_id = '{run_id}'"))
 
 
 def _summary(s: Session, info: dict[str, Any], config: dict[str, Any], scorers: list[str], workdir: Workdir) -> list[tuple[str, str]]:
