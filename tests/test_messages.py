@@ -99,3 +99,25 @@ def test_an_unknown_model_suggests_the_closest_registry_name(tmp_path):
     manifest, classes = inputs(tmp_path)
     result, said = invoke("status", "--model", "siglip-bse", "--videos", manifest, "--classes", classes, "--workdir", tmp_path / "w")
     assert result.exit_code == 2 and "Unknown model 'siglip-bse'" in said and "did you mean 'siglip-base'" in said
+
+
+def test_a_suggested_command_arrives_whole_in_a_narrow_terminal_and_in_a_pipe(tmp_path):
+    """`explain` of an unknown video suggests an `actalign sql` command naming the workdir: on one line of a
+    40-column terminal and of a pipe, quoted so that pasting it into a shell runs that exact query."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    from terminal import run_in_terminal
+
+    workdir = tmp_path / "a folder name long enough to wrap twice" / "work"
+    workdir.mkdir(parents=True)
+    argv = [str(Path(sys.executable).with_name("actalign")), "explain", "--workdir", str(workdir), "--video", "nope"]
+    code, shown = run_in_terminal(argv, columns=40)
+    piped = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "COLUMNS": "40"}, timeout=120)
+    for exit_code, text in ((code, shown), (piped.returncode, piped.stderr)):
+        assert exit_code == 2, text
+        lines = text.splitlines()
+        command = shlex.split(lines[lines.index(next(line for line in lines if line.endswith("check the id with:"))) + 1])
+        assert command == ["actalign", "sql", "--workdir", str(workdir), "SELECT run_id, video_id, scorer FROM predictions"], text

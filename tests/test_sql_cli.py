@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
-import os
-import pty
-import re
-import struct
-import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from terminal import run_in_terminal
 from test_queries import generate, write_workdir
 from typer.testing import CliRunner
 
@@ -67,22 +61,8 @@ def test_piped_table_is_never_cut(workdir):
 
 def test_wide_table_in_a_narrow_terminal_leaves_columns_out_and_says_which(workdir):
     """A real pseudo-terminal 60 columns wide: whole headers, and a note naming the columns not shown."""
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 60, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")} | {"TERM": "xterm", "NO_COLOR": "1"}
-    proc = subprocess.Popen([str(ACTALIGN), "sql", "--workdir", str(workdir), "SELECT * FROM accuracy"], stdout=follower, stderr=follower, env=env)
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    assert proc.wait(timeout=60) == 0
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode())  # colours and cursor codes
+    code, text = run_in_terminal([ACTALIGN, "sql", "--workdir", workdir, "SELECT * FROM accuracy"], columns=60)
+    assert code == 0, text
     lines = text.splitlines()
     assert all(len(line) <= 60 for line in lines), text
     header = next(line for line in lines if "run_id" in line)
