@@ -13,6 +13,7 @@ printed with their ratio to concurrency 1, measured in the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -42,7 +43,7 @@ def main() -> None:
         print(
             f"{args.downloads} downloads of {video.stat().st_size / 1024:.0f} KiB "
             f"({'2 s segments via ffmpeg' if args.segments else 'whole files'}), "
-            f"server delay {args.delay * 1000:.0f} ms per request, 2 cores"
+            f"server delay {args.delay * 1000:.0f} ms per request, {len(os.sched_getaffinity(0))} cores"
         )
         print(f"{'concurrency':>11} {'seconds':>8} {'downloads/s':>12} {'vs 1':>6}")
         base_rate = None

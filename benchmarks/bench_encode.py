@@ -1,6 +1,6 @@
 """Acquire-stage throughput and memory: does the stage run at the speed of the model, in bounded memory?
 
-    python -m benchmarks.bench_encode                 # base-random (fp32 and bf16) + memory cases, ~4 min on 2 cores
+    python -m benchmarks.bench_encode                 # base-random (fp32 and bf16) + memory cases, a few minutes on a CPU
     python -m benchmarks.bench_encode --quick         # tiny-random + memory cases, ~1 min
     python -m benchmarks.bench_encode --device cuda   # the same on a GPU (prints the device it ran on)
 

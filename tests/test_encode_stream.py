@@ -311,7 +311,7 @@ def test_decoder_preprocessing_is_close_to_the_hf_processor(name: str):
     assert cosine.min() >= MIN_COSINE_TINY, cosine.min()
 
 
-@pytest.mark.skipif(not __import__("os").environ.get("ACTALIGN_TEST_COMPILE"), reason="torch.compile takes ~25 s on this CPU; set ACTALIGN_TEST_COMPILE=1")
+@pytest.mark.skipif(not __import__("os").environ.get("ACTALIGN_TEST_COMPILE"), reason="torch.compile takes tens of seconds on a CPU; set ACTALIGN_TEST_COMPILE=1")
 def test_compiled_encoder_gives_the_same_embeddings(videos: list[Path]):
     plain = load_encoder("tiny-random", batch_size=3)
     compiled = load_encoder("tiny-random", batch_size=3, compile=True)
