@@ -12,6 +12,9 @@ pre-made pixel tensors of the same batch size, same precision, in the same
 run (half of the bare passes before the stage, half after, to even out drift
 from other load on the machine). Goal: ratio >= 0.85.
 
+Shards: the same stage with 4 shards in flight at once (threads, as the flow's thread runner runs them)
+versus one shard holding every video, alternated in the same run. Goal: frames/s ratio >= 0.95.
+
 Memory: peak RSS (VmHWM of a fresh subprocess per case: it counts torch's
 and numpy's C allocations, which tracemalloc does not; ``getrusage``'s max RSS
 would carry the parent's peak over fork + exec on Linux) of the
@@ -87,8 +90,11 @@ def throughput_videos(folder: Path, frames_wanted: int) -> list[Path]:
 # --- one stage run ----------------------------------------------------------------------
 
 
-def run_stage(model: str, device: str, precision: str, batch_size: int | None, paths: list[Path], workdir: Path) -> dict:
-    """acquire_videos on ``paths`` (distinct video ids, so repeated clips are separate videos)."""
+def run_stage(model: str, device: str, precision: str, batch_size: int | None, paths: list[Path], workdir: Path, shards: int = 1) -> dict:
+    """acquire_videos on ``paths`` (distinct video ids, so repeated clips are separate videos), cut into
+    ``shards`` shards run at once in threads, as the flow's thread runner runs them with as many workers."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from actalign.config import RunConfig
     from actalign.manifest import VideoSpec
     from actalign.registry import fetch_identity
@@ -103,10 +109,13 @@ def run_stage(model: str, device: str, precision: str, batch_size: int | None, p
         videos=workdir, classes=workdir / "classes.yaml", workdir=workdir, model=model, device=device,
         batch_size=batch_size, bf16=precision == "bfloat16", fps=SAMPLE_FPS,
     )
+    store, identity = Workdir.open(workdir), fetch_identity(config)
+    cuts = [specs[i::shards] for i in range(shards)]
     started = time.perf_counter()
-    result = acquire_videos(Workdir.open(workdir), "bench", "00000", specs, config, fetch_identity(config))
+    with ThreadPoolExecutor(shards) as pool:
+        results = list(pool.map(lambda i: acquire_videos(store, "bench", f"{i:05d}", cuts[i], config, identity), range(shards)))
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "frames": result.encoded_frames, "failed": result.failed, "videos": len(specs)}
+    return {"seconds": seconds, "frames": sum(r.encoded_frames for r in results), "failed": sum(r.failed for r in results), "videos": len(specs)}
 
 
 def bare_rate(encoder, batches: int) -> tuple[float, int]:
@@ -241,6 +250,20 @@ def run_throughput(model: str, device: str, precision: str, frames_wanted: int, 
     return ratio
 
 
+def run_shards(model: str, device: str, precision: str, frames_wanted: int, scratch: Path, shards: int = 4) -> float:
+    """frames/s of the acquire stage with ``shards`` shards in flight at once versus one shard with every video,
+    alternated twice in the same run (goal >= 0.95: the model is shared, so shards must not leave it waiting)."""
+    paths = throughput_videos(scratch, frames_wanted)
+    rates: dict[int, list[float]] = {1: [], shards: []}
+    for repeat in range(2):
+        for n in (1, shards) if repeat == 0 else (shards, 1):
+            stage = run_stage(model, device, precision, None, paths, scratch / f"shards-{model}-{precision}-{n}-{repeat}", shards=n)
+            rates[n].append(stage["frames"] / stage["seconds"])
+    one, many = (sum(rates[n]) / len(rates[n]) for n in (1, shards))
+    print(f"  {shards} shards in flight: {many:8.2f} frames/s; one shard: {one:8.2f} frames/s; ratio {many / one:.3f} (goal >= 0.95)")
+    return many / one
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny-random only, fewer frames")
@@ -285,6 +308,7 @@ def main() -> None:
                 print(f"\n{precision}: skipped (the acquire stage's RunConfig selects float32 or bfloat16 only)")
                 continue
             run_throughput(model, device, precision, frames_wanted, scratch)
+            run_shards(model, device, precision, frames_wanted, scratch)
         if not args.skip_memory:
             print()
             run_memory_cases(device, scratch)
