@@ -62,7 +62,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import accumulate
 
 import numba
 import numpy as np
@@ -106,9 +106,10 @@ def check_rows(rows: np.ndarray, what: str, dim: int | None = None) -> np.ndarra
 
 
 def l2_normalise(rows: np.ndarray) -> np.ndarray:
-    """Normalise each row on its own (a zero row stays zero)."""
-    rows = np.asarray(rows, dtype=np.float64)
-    return rows / _norms(rows)[..., None]
+    """Normalise each row on its own (a zero row stays zero), as a new float64 array."""
+    rows = np.array(rows, dtype=np.float64)
+    rows /= _norms(rows)[..., None]  # in place: a second T x d array costs more than the division
+    return rows
 
 
 def moving_average(frames: np.ndarray, width: int) -> np.ndarray:
@@ -129,8 +130,22 @@ def moving_average(frames: np.ndarray, width: int) -> np.ndarray:
 
 def affinity(frames: np.ndarray, steps: np.ndarray, *, logit_scale: float, logit_bias: float) -> np.ndarray:
     """A[k, t]: the checkpoint's sigmoid probability that step k matches frame t (K x T)."""
-    frames = check_rows(frames, "frames")
-    return _affinity(frames, check_rows(steps, "steps", frames.shape[1]), logit_scale, logit_bias)
+    return candidate_affinities(checked_frames(frames), [steps], ["steps"], logit_scale, logit_bias).matrix
+
+
+@dataclass(frozen=True, eq=False)
+class CheckedFrames:
+    """A video's frames as ``check_rows`` gives them, with their row norms (``affinity``'s denominators)."""
+
+    rows: np.ndarray
+    norms: np.ndarray
+
+
+def checked_frames(frames: np.ndarray) -> CheckedFrames:
+    """``check_rows(frames, "frames")`` and the frames' norms, for the price of the norms (``row_norms``)."""
+    norms = row_norms(frames, "frames")
+    rows = np.asarray(frames)
+    return CheckedFrames(rows.astype(np.result_type(rows.dtype, np.float32), copy=False), norms)
 
 
 def align(
@@ -154,7 +169,9 @@ def align_candidates(
 
     ``labels`` name the candidates in error messages (default: "steps of candidate i").
     """
-    return align_many(_candidate_affinities(frames, candidates, logit_scale, logit_bias, smooth, labels), mode, check=False)
+    if not candidates:
+        return []
+    return align_blocks(_candidate_affinities(frames, candidates, logit_scale, logit_bias, smooth, labels), range(len(candidates)), mode)
 
 
 def align_many(matrices: Sequence[np.ndarray], mode: str = "global", *, check: bool = True) -> list[Alignment]:
@@ -169,28 +186,107 @@ def align_many(matrices: Sequence[np.ndarray], mode: str = "global", *, check: b
         return []
     steps = np.array([m.shape[0] for m in matrices], dtype=np.int64)
     frames = np.array([m.shape[1] for m in matrices], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(steps * frames)[:-1]))
+    return _align_flat(np.concatenate([m.ravel() for m in matrices], dtype=np.float64), starts, steps, frames, matrices, mode)
+
+
+@dataclass(frozen=True, eq=False)
+class StackedAffinities:
+    """The affinities of several candidates' steps with one video, from one matrix product.
+
+    ``matrix`` (sum of K x T, float64, C order) holds candidate i's affinity in rows
+    ``bounds[i]:bounds[i + 1]``; aligning any of them reads these rows in place.
+    """
+
+    matrix: np.ndarray
+    bounds: np.ndarray
+
+    def block(self, i: int) -> np.ndarray:
+        return self.matrix[self.bounds[i] : self.bounds[i + 1]]
+
+
+def align_blocks(stacked: StackedAffinities, which: Sequence[int], mode: str = "global") -> list[Alignment]:
+    """Align the candidates ``which`` of ``stacked`` in one call of the compiled kernel, without copying their matrices."""
+    if not len(which):
+        return []
+    first, frames = stacked.bounds[which], stacked.matrix.shape[1]  # which: a range or a list, used as an index
+    steps = stacked.bounds[1:][which] - first
+    return _align_flat(stacked.matrix.reshape(-1), first * frames, steps, np.full(len(steps), frames), [stacked.block(i) for i in which], mode)
+
+
+def _align_flat(flat: np.ndarray, starts: np.ndarray, steps: np.ndarray, frames: np.ndarray, matrices: Sequence[np.ndarray], mode: str) -> list[Alignment]:
+    """Matrix i (steps[i] x frames[i]) is ``flat[starts[i]:]`` in C order; ``matrices[i]`` is the same matrix, for the results."""
     left, up = _moves(mode, steps, frames)
-    starts = np.concatenate(([0], np.cumsum(steps * frames)))
-    path_starts = np.concatenate(([0], np.cumsum(steps + frames - 1)))  # room for the longest possible path
-    scores = np.empty(len(matrices))
-    lengths = np.empty(len(matrices), dtype=np.int64)
+    path_starts = np.zeros(len(steps) + 1, dtype=np.int64)
+    np.cumsum(steps + frames - 1, out=path_starts[1:])  # room for the longest possible path
+    scores = np.empty(len(steps))
+    lengths = np.empty(len(steps), dtype=np.int64)
     paths = np.empty((path_starts[-1], 2), dtype=np.int64)
     scratch = np.empty((steps * frames).max()), np.empty(((steps + frames).max(), 2), dtype=np.int64)
-    flat = np.concatenate([m.ravel() for m in matrices], dtype=np.float64)
     _align_batch(flat, starts, steps, frames, left, up, mode == "subsequence", scores, lengths, path_starts, paths, *scratch)
-    return [Alignment(float(scores[i]), paths[path_starts[i] : path_starts[i] + lengths[i]], m) for i, m in enumerate(matrices)]
+    ends = (path_starts[:-1] + lengths).tolist()  # Python numbers: indexing NumPy scalars one by one costs more
+    return [Alignment(score, paths[start:end], m) for score, start, end, m in zip(scores.tolist(), path_starts.tolist(), ends, matrices)]
 
 
-def _candidate_affinities(frames: np.ndarray, candidates: Sequence[np.ndarray], logit_scale: float, logit_bias: float, smooth: int, labels: Sequence[str] | None) -> list[np.ndarray]:
+def candidate_affinities(
+    frames: CheckedFrames,
+    candidates: Sequence[np.ndarray],
+    labels: Sequence[str],
+    logit_scale: float,
+    logit_bias: float,
+    smooth: int = 0,
+    norms: Sequence[np.ndarray] | None = None,
+) -> StackedAffinities:
+    """The affinity of each candidate's steps with the frames smoothed by ``smooth``: one product and one sigmoid for all.
+
+    The steps are checked as ``check_rows`` would, naming the first bad one by its label,
+    with finiteness read off the stacked steps' norms (``row_norms`` says why).
+    ``norms``: each candidate's ``row_norms`` when the caller keeps them (a class's steps
+    serve many videos), so they are neither computed nor checked again.
+    """
+    dim = frames.rows.shape[1]
+    steps = [np.asarray(s) for s in candidates]
+    if any(s.ndim != 2 or 0 in s.shape or s.shape[1] != dim for s in steps):
+        _check_each(steps, labels, dim)
+    stacked = np.concatenate(steps)
+    stacked = stacked.astype(np.result_type(stacked.dtype, np.float32), copy=False)
+    step_norms = _norms(stacked) if norms is None else np.concatenate(norms)
+    if norms is None and not np.isfinite(step_norms).all():
+        _check_each(steps, labels, dim)
+    smoothed = moving_average(frames.rows, smooth)
+    frame_norms = frames.norms if smoothed is frames.rows else _norms(smoothed)
+    matrix = _affinity(smoothed, stacked, frame_norms, step_norms, logit_scale, logit_bias)
+    return StackedAffinities(matrix, np.array([0, *accumulate(len(s) for s in steps)]))
+
+
+def _check_each(steps: Sequence[np.ndarray], labels: Sequence[str], dim: int) -> None:
+    """``check_rows`` on each candidate's steps in order: raises for the first bad one."""
+    for rows, label in zip(steps, labels, strict=True):
+        check_rows(rows, label, dim)
+
+
+def _candidate_affinities(frames: np.ndarray, candidates: Sequence[np.ndarray], logit_scale: float, logit_bias: float, smooth: int, labels: Sequence[str] | None) -> StackedAffinities:
     """The affinity matrix of each candidate's steps with one video: one smoothing and one matrix product for all."""
-    if not candidates:
-        return []
-    frames = check_rows(frames, "frames")
+    checked = checked_frames(frames)
     names = labels if labels is not None else [f"steps of candidate {i}" for i in range(len(candidates))]
-    steps = [check_rows(s, name, frames.shape[1]) for s, name in zip(candidates, names, strict=True)]
-    stacked = _affinity(moving_average(frames, smooth), np.concatenate(steps), logit_scale, logit_bias)
-    bounds = np.cumsum([0] + [len(s) for s in steps])
-    return [stacked[start:stop] for start, stop in pairwise(bounds)]
+    return candidate_affinities(checked, candidates, names, logit_scale, logit_bias, smooth)
+
+
+def row_norms(rows: np.ndarray, what: str) -> np.ndarray:
+    """The row norms of ``check_rows(rows, what)`` in its precision (``affinity``'s denominators).
+
+    Raises as ``check_rows`` does (the dimension aside), for the price of the norms:
+    a NaN or infinite value makes its row's norm NaN or infinite, so only then does
+    ``check_rows`` look at every value (and say how many are bad). Norms that
+    overflow from finite values pass, as they always did.
+    """
+    array = np.asarray(rows)
+    if array.ndim != 2 or 0 in array.shape:
+        check_rows(array, what)  # raises, naming the shape
+    norms = _norms(array.astype(np.result_type(array.dtype, np.float32), copy=False))
+    if not np.isfinite(norms).all():
+        check_rows(array, what)
+    return norms
 
 
 def _norms(rows: np.ndarray) -> np.ndarray:
@@ -199,20 +295,26 @@ def _norms(rows: np.ndarray) -> np.ndarray:
     return np.where(norms == 0.0, 1.0, norms)
 
 
-def _affinity(frames: np.ndarray, steps: np.ndarray, logit_scale: float, logit_bias: float) -> np.ndarray:
-    """``affinity`` of checked arrays.
+def _affinity(frames: np.ndarray, steps: np.ndarray, frame_norms: np.ndarray, step_norms: np.ndarray, logit_scale: float, logit_bias: float) -> np.ndarray:
+    """``affinity`` of checked arrays and their row norms.
 
     Cosines are products over norms (dividing K x T values, not (K + T) x d).
     Products and norms keep the embeddings' precision, float32 as the towers
     give and the store keeps them (SigLIP's own logits are float32 too): twice
     as fast as float64, with cosine errors of about 1e-7. Logits, sigmoid and
-    everything after are float64.
+    everything after are float64, computed in place in the one float64 array
+    (a numba loop fusing them measured twice as slow: its scalar exp against NumPy's vectorised one).
     """
     if not (math.isfinite(logit_scale) and math.isfinite(logit_bias)):
         raise AlignmentInputError(f"calibration must be finite, got logit_scale={logit_scale}, logit_bias={logit_bias}")
-    cosine = (steps @ frames.T).astype(np.float64) / np.outer(_norms(steps), _norms(frames))
+    logits = (steps @ frames.T).astype(np.float64)
+    logits /= np.outer(step_norms, frame_norms)  # the cosines
+    logits *= -math.exp(logit_scale)  # -(kappa cos + bias), the same bits: rounding is symmetric in the sign
+    logits -= logit_bias
     with np.errstate(over="ignore"):  # exp(-logit) overflows to inf below about -709: the sigmoid is then 0
-        return 1.0 / (1.0 + np.exp(-(math.exp(logit_scale) * cosine + logit_bias)))
+        np.exp(logits, out=logits)
+    logits += 1.0
+    return np.divide(1.0, logits, out=logits)
 
 
 def _moves(mode: str, steps, frames):
@@ -372,7 +474,7 @@ def _align_one(a, left, up, subsequence, total, out, trial):
 
 @numba.njit(nogil=True, cache=False)  # no cache files: the package folder may be read-only or shared by workers
 def _align_batch(flat, starts, steps, frames, left, up, subsequence, scores, lengths, path_starts, paths, total, trial):
-    """Matrix i is flat[starts[i]:starts[i+1]] (steps[i] x frames[i]); its path goes to paths[path_starts[i]:].
+    """Matrix i is flat[starts[i]:] (steps[i] x frames[i], C order); its path goes to paths[path_starts[i]:].
 
     ``total`` and ``trial`` are scratch for the largest matrix (allocated by the caller:
     array expressions in here would add seconds of compile time).
@@ -381,7 +483,7 @@ def _align_batch(flat, starts, steps, frames, left, up, subsequence, scores, len
         shape = (steps[i], frames[i])
         cells = steps[i] * frames[i]
         scores[i], lengths[i] = _align_one(
-            flat[starts[i] : starts[i + 1]].reshape(shape),
+            flat[starts[i] : starts[i] + cells].reshape(shape),
             left[i],
             up[i],
             subsequence,
@@ -455,7 +557,17 @@ def drop_dtw_candidates(
 
     The drop value of each candidate is ``drop_affinity`` when given, else its matrix's ``drop_value``.
     """
-    matrices = _candidate_affinities(frames, candidates, logit_scale, logit_bias, smooth, labels)
+    if not candidates:
+        return []
+    stacked = _candidate_affinities(frames, candidates, logit_scale, logit_bias, smooth, labels)
+    return drop_dtw_blocks(stacked, range(len(candidates)), keep_percentile, drop_affinity, contiguous)
+
+
+def drop_dtw_blocks(
+    stacked: StackedAffinities, which: Sequence[int], keep_percentile: float = DROP_KEEP_PERCENTILE, drop_affinity: float | None = None, contiguous: bool = True
+) -> list[DropAlignment]:
+    """Drop-DTW of the candidates ``which`` of ``stacked`` (``drop_dtw_candidates`` on affinities already computed)."""
+    matrices = [stacked.block(i) for i in which]
     drops = None if drop_affinity is None else [drop_affinity] * len(matrices)
     return drop_dtw_many(matrices, keep_percentile, drops=drops, contiguous=contiguous, check=False)
 

@@ -136,6 +136,19 @@ def make_demo_dataset(
     return manifest_path, classes_path
 
 
+def without_texts(classes: Path, dest: Path) -> Path:
+    """``classes`` with every hand-written text removed, written to ``dest``: an LLM then writes every
+    script (the tests and benchmarks of LLM runs)."""
+    from actalign.classes import TEXT_KINDS
+
+    entries = yaml.safe_load(classes.read_text())["classes"]
+    for entry in entries:
+        for kind in TEXT_KINDS:
+            entry.pop(kind, None)
+    dest.write_text(yaml.safe_dump({"classes": entries}))
+    return dest
+
+
 def _class_entry(order: tuple[int, ...]) -> dict[str, object]:
     """The classes.yaml entry of one ordering, e.g. id "red-blue-yellow"."""
     names = [DEMO_EVENTS[i][0] for i in order]

@@ -2,7 +2,10 @@
 
 Every scorer has the same calls: ``scorer(frames, class_texts, calibration) -> Score``
 for one candidate and ``scorer.score_many(frames, candidates, calibration) -> list[Score]``
-for all candidates of a video at once (one matrix product, one compiled call).
+for all candidates of a video at once (one matrix product, one compiled call);
+``scorer.score_video(video, candidates)`` scores through a ``Video`` that several
+scorers share, so a video's checks, norms and affinities are computed once for all
+of them (the score stage's path).
 Embeddings arrive as the towers return them (not normalised); each scorer
 normalises what it needs. Higher scores mean a better match; a video's
 prediction is its best-scoring candidate. Bad embeddings (empty, NaN/inf,
@@ -47,7 +50,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -57,10 +60,14 @@ from actalign.align import (
     DROP_KEEP_PERCENTILE,
     MODES,
     AlignmentInputError,
-    align_candidates,
+    StackedAffinities,
+    align_blocks,
+    candidate_affinities,
     check_rows,
-    drop_dtw_candidates,
+    checked_frames,
+    drop_dtw_blocks,
     l2_normalise,
+    row_norms,
 )
 from actalign.errors import InputError, ItemError
 
@@ -80,6 +87,11 @@ class ClassTexts:
     name: np.ndarray
     attributes: np.ndarray | None = None
     subtexts: np.ndarray | None = None
+
+    @cached_property
+    def step_norms(self) -> np.ndarray:
+        """The steps' row norms, checked (``actalign.align.row_norms``): once per class, however many videos it scores."""
+        return row_norms(self.steps, f"steps of {self.class_id!r}")
 
 
 class MissingTextsError(ItemError, ValueError):
@@ -111,6 +123,42 @@ class Score:
     path_len: int | None = None
 
 
+class Video:
+    """One video as the scorers see it, each part computed once however many scorers ask for it.
+
+    The frames are checked (non-empty, finite) with their norms when it is made; their L2-normalised
+    rows on first use; the affinities of a list of candidates' steps once per
+    smoothing width and list, so every alignment scorer of a video shares one
+    matrix product and one sigmoid (the score stage asks each scorer for the
+    candidates it lacks: on a first run, the same list for all).
+    """
+
+    def __init__(self, frames: np.ndarray, calibration: Calibration) -> None:
+        self._checked = checked_frames(frames)
+        self.frames = self._checked.rows
+        self.calibration = calibration
+        self._unit: np.ndarray | None = None
+        self._affinities: dict[tuple[int, tuple[int, ...]], tuple[Sequence[ClassTexts], StackedAffinities]] = {}
+
+    @property
+    def unit_frames(self) -> np.ndarray:
+        """The frames' rows L2-normalised (float64)."""
+        if self._unit is None:
+            self._unit = l2_normalise(self.frames)
+        return self._unit
+
+    def affinities(self, candidates: Sequence[ClassTexts], smooth: int) -> StackedAffinities:
+        """The affinity of each candidate's steps with the frames smoothed by ``smooth`` (``actalign.align.affinity``)."""
+        key = (smooth, tuple(id(c) for c in candidates))
+        if key not in self._affinities:  # the candidates are kept with their matrices, so their ids stay theirs
+            labels = [f"steps of {c.class_id!r}" for c in candidates]
+            scale, bias = self.calibration.logit_scale, self.calibration.logit_bias
+            norms = [c.step_norms for c in candidates]
+            stacked = candidate_affinities(self._checked, [c.steps for c in candidates], labels, scale, bias, smooth, norms)
+            self._affinities[key] = (candidates, stacked)
+        return self._affinities[key][1]
+
+
 class Scorer(Protocol):
     @property
     def name(self) -> str: ...
@@ -119,26 +167,30 @@ class Scorer(Protocol):
 
     def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]: ...
 
+    def score_video(self, video: Video, candidates: Sequence[ClassTexts]) -> list[Score]: ...
+
 
 class _OneOfMany:
-    """``__call__`` for one candidate, by way of ``score_many``."""
+    """``__call__`` for one candidate and ``score_many`` for one video, by way of ``score_video``."""
 
     def __call__(self, frames: np.ndarray, texts: ClassTexts, calibration: Calibration) -> Score:
         return self.score_many(frames, [texts], calibration)[0]
+
+    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
+        return self.score_video(Video(frames, calibration), candidates) if candidates else []
+
+    def score_video(self, video: Video, candidates: Sequence[ClassTexts]) -> list[Score]:
+        raise NotImplementedError
 
 
 class _NamePooling(_OneOfMany):
     """Scorers that pool the frames with text-guided weights and compare with each candidate's name: the
     checks and the normalisation once per video, ``score_one`` per candidate."""
 
-    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
-        if not candidates:
-            return []
-        frames = check_rows(frames, "frames")
-        names = _names(frames, candidates)
-        kappa = _kappa(calibration)
-        unit_frames = l2_normalise(frames)
-        return [Score(self.score_one(frames, unit_frames, name, candidate, kappa)) for candidate, name in zip(candidates, names)]
+    def score_video(self, video: Video, candidates: Sequence[ClassTexts]) -> list[Score]:
+        names = _names(video.frames, candidates)
+        kappa = _kappa(video.calibration)
+        return [Score(self.score_one(video.frames, video.unit_frames, name, candidate, kappa)) for candidate, name in zip(candidates, names)]
 
     def score_one(self, frames: np.ndarray, unit_frames: np.ndarray, name: np.ndarray, candidate: ClassTexts, kappa: float) -> float:
         raise NotImplementedError
@@ -170,16 +222,9 @@ def _kappa(calibration: Calibration) -> float:
     return math.exp(scale)
 
 
-def _align_steps(align: Callable[..., Sequence[Any]], frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration, **options: Any) -> list[Score]:
-    """Score every candidate's steps by aligning them with the frames (``align_candidates`` or ``drop_dtw_candidates``)."""
-    alignments = align(
-        frames,
-        [c.steps for c in candidates],
-        logit_scale=calibration.logit_scale,
-        logit_bias=calibration.logit_bias,
-        labels=[f"steps of {c.class_id!r}" for c in candidates],
-        **options,
-    )
+def _align_steps(align: Callable[..., Sequence[Any]], video: Video, candidates: Sequence[ClassTexts], smooth: int, **options: Any) -> list[Score]:
+    """Score every candidate's steps by aligning them with the frames (``align_blocks`` or ``drop_dtw_blocks``)."""
+    alignments = align(video.affinities(candidates, smooth), range(len(candidates)), **options)
     return [Score(a.score, a.path_len) for a in alignments]
 
 
@@ -187,13 +232,10 @@ def _align_steps(align: Callable[..., Sequence[Any]], frames: np.ndarray, candid
 class MeanPool(_OneOfMany):
     name: str = "mean-pool"
 
-    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
-        if not candidates:
-            return []
-        frames = check_rows(frames, "frames")
-        names = _names(frames, candidates)
-        video = l2_normalise(l2_normalise(frames).sum(axis=0))  # the direction of the mean
-        return [Score(float(cosine)) for cosine in names @ video]
+    def score_video(self, video: Video, candidates: Sequence[ClassTexts]) -> list[Score]:
+        names = _names(video.frames, candidates)
+        pooled = l2_normalise(video.unit_frames.sum(axis=0))  # the direction of the mean
+        return [Score(float(cosine)) for cosine in names @ pooled]
 
 
 @dataclass(frozen=True)
@@ -206,13 +248,10 @@ class MaxPool(_OneOfMany):
 
     name: str = "max-pool"
 
-    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
-        if not candidates:
-            return []
-        frames = check_rows(frames, "frames")
-        names = _names(frames, candidates)
-        video = l2_normalise(l2_normalise(frames).max(axis=0))
-        return [Score(float(cosine)) for cosine in names @ video]
+    def score_video(self, video: Video, candidates: Sequence[ClassTexts]) -> list[Score]:
+        names = _names(video.frames, candidates)
+        pooled = l2_normalise(video.unit_frames.max(axis=0))
+        return [Score(float(cosine)) for cosine in names @ pooled]
 
 
 @dataclass(frozen=True)
@@ -230,8 +269,8 @@ class ActAlign(_OneOfMany):
     def name(self) -> str:
         return "actalign" if self.mode == "global" else f"actalign-{self.mode}"
 
-    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
-        return _align_steps(align_candidates, frames, candidates, calibration, smooth=self.smoothing, mode=self.mode)
+    def score_video(self, video: Video, candidates: Sequence[ClassTexts]) -> list[Score]:
+        return _align_steps(align_blocks, video, candidates, self.smoothing, mode=self.mode)
 
 
 @dataclass(frozen=True)
@@ -283,9 +322,9 @@ class DropDTW(_OneOfMany):
     def name(self) -> str:
         return "drop-dtw" if self.drop_affinity is None else "drop-dtw-calibrated"
 
-    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
+    def score_video(self, video: Video, candidates: Sequence[ClassTexts]) -> list[Score]:
         options = {"keep_percentile": self.keep_percentile, "drop_affinity": self.drop_affinity, "contiguous": self.contiguous}
-        return _align_steps(drop_dtw_candidates, frames, candidates, calibration, smooth=self.smoothing, **options)
+        return _align_steps(drop_dtw_blocks, video, candidates, self.smoothing, **options)
 
 
 @dataclass(frozen=True)
@@ -382,19 +421,15 @@ class OST(_OneOfMany):
     def name(self) -> str:
         return "ost" if self.descriptors == "subtexts" else "ost-steps"
 
-    def score_many(self, frames: np.ndarray, candidates: Sequence[ClassTexts], calibration: Calibration) -> list[Score]:
-        if not candidates:
-            return []
-        frames = check_rows(frames, "frames")
-        _kappa(calibration)  # a bad calibration fails every scorer alike
-        unit_frames = l2_normalise(frames)
+    def score_video(self, video: Video, candidates: Sequence[ClassTexts]) -> list[Score]:
+        _kappa(video.calibration)  # a bad calibration fails every scorer alike
         scores = []
         for candidate in candidates:
             if self.descriptors == "steps":
-                descriptors = l2_normalise(check_rows(candidate.steps, f"steps of {candidate.class_id!r}", frames.shape[1]))
+                descriptors = l2_normalise(check_rows(candidate.steps, f"steps of {candidate.class_id!r}", video.frames.shape[1]))
             else:
-                descriptors = _texts(self.name, frames, candidate, "subtexts")
-            scores.append(Score(pooling.transport_similarity(unit_frames, descriptors, self.epsilon)))
+                descriptors = _texts(self.name, video.frames, candidate, "subtexts")
+            scores.append(Score(pooling.transport_similarity(video.unit_frames, descriptors, self.epsilon)))
         return scores
 
 

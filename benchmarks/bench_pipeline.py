@@ -311,7 +311,7 @@ class StageTimers:
 
 
 class _TimedScorer:
-    """A scorer whose ``score_many`` is timed; everything else is the scorer's own."""
+    """A scorer whose ``score_many`` and ``score_video`` are timed; everything else is the scorer's own."""
 
     def __init__(self, scorer: Any, timers: StageTimers) -> None:
         self._scorer, self._timers = scorer, timers
@@ -320,9 +320,15 @@ class _TimedScorer:
         return getattr(self._scorer, name)
 
     def score_many(self, *args: Any, **kwargs: Any) -> Any:
+        return self._timed("score_many", *args, **kwargs)
+
+    def score_video(self, *args: Any, **kwargs: Any) -> Any:
+        return self._timed("score_video", *args, **kwargs)
+
+    def _timed(self, method: str, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         try:
-            return self._scorer.score_many(*args, **kwargs)
+            return getattr(self._scorer, method)(*args, **kwargs)
         finally:
             self._timers.record(f"{SCORING[1]}/{SCORING[0]}", start, time.perf_counter())
 

@@ -17,6 +17,7 @@ from actalign.cli.display import console, print_error, print_failures, print_lin
 from actalign.cli.environment import prepare_prefect, start_prefect
 from actalign.cli.prompt import prompt_app
 from actalign.cli.sql import sql as sql_command
+from actalign.cli.sweep import sweep as sweep_command
 from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, Prompts, RunConfig, make_config, relative_to_file, with_absolute_paths
 from actalign.demo_data import DEMO_SETS
 from actalign.errors import InputError
@@ -280,6 +281,7 @@ def scripts(
 
 
 app.command("sql")(sql_command)
+app.command("sweep")(sweep_command)
 
 
 @app.command()

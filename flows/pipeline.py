@@ -144,6 +144,7 @@ def _run_stages(
             "logit_bias": model.logit_bias,
         },
         "encoder": next((r.encoder for r in (*results.values(), texts) if r.encoder), None),  # None: nothing was encoded
+        "threads": next((r.threads.record() for r in score_results if r.threads), None),  # actalign.threads
         "scripts": sorted(all_scripts),
         "step_embeddings": sorted(texts.embed_keys.values()),
     }

@@ -150,3 +150,19 @@ PLANS = pa.schema(
         ("settings", pa.string()),  # JSON: the stage's own settings, compared with the previous run's
     ]
 )
+
+# One row per arm of a sweep (storage.sweeps); a sweep's file adds one string column per varied setting.
+SWEEP_ARMS = pa.schema(
+    [
+        ("sweep_id", pa.string()),
+        ("sweep_name", pa.string()),
+        ("arm_index", pa.int32()),
+        ("arm", pa.string()),
+        ("run_id", pa.string()),  # null until the arm's run starts
+        ("state", pa.string()),  # pending | the run's state (completed, completed_with_failures, failed)
+        ("is_baseline", pa.bool_()),
+        ("scorer", pa.string()),  # the scorer the arm is judged by
+        ("chosen", pa.bool_()),  # ranked first on the select split (set when the sweep's report is written)
+        ("settings", pa.string()),  # JSON: the dotted fields this arm sets over the base
+    ]
+)

@@ -104,6 +104,10 @@ class Workdir:
     def report_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "report.md"
 
+    def sweep_dir(self, sweep_id: str) -> Path:
+        """A sweep's arms, report and chosen configuration (storage.sweeps)."""
+        return self._inside(self.root / "sweeps", sweep_id)
+
     def _placeholders(self, name: str) -> dict[Path, pa.Schema]:
         return {
             self.frames_path(name): schemas.FRAME_EMBEDDINGS,
@@ -116,6 +120,7 @@ class Workdir:
             self.llm_requests_path(name, name): schemas.LLM_REQUESTS,
             self.plan_path(name): schemas.PLANS,
             self.plan_path(None).with_name(f"{name}.parquet"): schemas.PLANS,
+            self.sweep_dir(name) / "arms.parquet": schemas.SWEEP_ARMS,
         }
 
     def _init(self) -> None:

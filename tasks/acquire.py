@@ -33,6 +33,7 @@ from actalign.storage.embeddings import write_frame_embeddings
 from actalign.storage.integrity import CORRUPT_NOTE, Stored, check
 from actalign.storage.records import StatusRow, write_status
 from actalign.storage.workdir import Workdir
+from actalign.threads import apply, budget_for
 
 if TYPE_CHECKING:
     from actalign.models import Encoder
@@ -74,6 +75,7 @@ def acquire_videos(workdir: Workdir, run_id: str, shard: str, videos: list[Video
     embeddings are written as soon as its last frame is encoded. Keys come
     from the planned ``model``; the weights are loaded only when a video needs encoding.
     """
+    apply(budget_for(config.workers))  # in this thread, before any BLAS or torch call (actalign.threads)
     result, rows, todo = AcquireResult(), [], {}
     for video in videos:
         key = None

@@ -16,7 +16,7 @@ import pyarrow as pa
 from actalign.config import RunConfig
 from actalign.manifest import VideoSpec
 from actalign.registry import ModelIdentity
-from actalign.scorers import Calibration, ClassTexts, make_scorer
+from actalign.scorers import Calibration, ClassTexts, Video, make_scorer
 from actalign.stages import SCORE, pair_key
 from actalign.storage import schemas
 from actalign.storage.embeddings import read_frame_embeddings, read_pair_scores, read_text_embeddings, write_pair_scores
@@ -24,6 +24,7 @@ from actalign.storage.integrity import Stored, check
 from actalign.storage.parquet import write_atomic
 from actalign.storage.records import StatusRow, write_status
 from actalign.storage.workdir import Workdir
+from actalign.threads import ThreadBudget, apply, budget_for
 
 
 @dataclass
@@ -31,6 +32,7 @@ class ScoreResult:
     failed: int = 0  # videos
     scored_pairs: int = 0  # (video, candidate, scorer) pairs computed by this run
     reused_pairs: int = 0  # pairs taken from the score cache
+    threads: ThreadBudget | None = None  # the threads each scoring body of this process was held to
 
 
 class MissingScriptError(Exception):
@@ -51,7 +53,7 @@ def score_videos(
     scorers = [make_scorer(name, smoothing=config.smoothing) for name in config.scorers]
     kinds = config.text_kinds()
     texts: dict[tuple[str, ...], ClassTexts] = {}  # by embedding keys: read each stored file once per shard
-    records, rows, result = [], [], ScoreResult()
+    records, rows, result = [], [], ScoreResult(threads=apply(budget_for(config.workers)))  # --workers shards score at once
     for video in (v for v in videos if v.video_id in frames_keys):
         started = time.perf_counter()
         try:
@@ -60,6 +62,7 @@ def score_videos(
             if missing:
                 raise MissingScriptError(f"video {video.video_id!r}: no embedded script for candidate(s) {missing}; see the scripts and step_embeddings status rows")
             frames_key = frames_keys[video.video_id]
+            computed_before, reused_before = result.scored_pairs, result.reused_pairs
             scores = _score_pairs(workdir, video, frames_key, keys, kinds, scorers, model, config, texts, result)
             records += [
                 {
@@ -74,7 +77,12 @@ def score_videos(
                 }
                 for (scorer, candidate), (score, path_len) in scores.items()
             ]
-            rows.append(StatusRow(SCORE.name, video.video_id, "ok", seconds=time.perf_counter() - started))
+            seconds = time.perf_counter() - started
+            computed, reused = result.scored_pairs - computed_before, result.reused_pairs - reused_before
+            if reused and not computed:  # every pair reused: the word the other stages use for reuse
+                rows.append(StatusRow(SCORE.name, video.video_id, "skipped", frames_key, message="reused from the store", seconds=seconds))
+            else:
+                rows.append(StatusRow(SCORE.name, video.video_id, "ok", seconds=seconds))
         except Exception as exc:  # a broken stored file or missing script fails this video only
             result.failed += 1
             rows.append(StatusRow.failed(SCORE.name, video.video_id, exc, time.perf_counter() - started))
@@ -95,22 +103,26 @@ def _score_pairs(
     texts: dict[tuple[str, ...], ClassTexts],
     result: ScoreResult,
 ) -> dict[tuple[str, str], tuple[float, int | None]]:
-    """(scorer, candidate) -> (score, path_len): from the cache, computing only the pairs it lacks."""
-    calibration = Calibration(model.logit_scale, model.logit_bias)
+    """(scorer, candidate) -> (score, path_len): from the cache, computing only the pairs it lacks.
+
+    The frames are read and checked once, and the scorers share one ``Video``: one affinity
+    per candidate for every alignment scorer.
+    """
     cache_path = workdir.pair_scores_path(frames_key)
     cached = read_pair_scores(cache_path) if check(workdir, cache_path) is Stored.OK else {}
     new: dict[str, tuple[float, int | None]] = {}
-    frames = None
+    frames: Video | None = None
     scores = {}
     for scorer in scorers:
         wanted = {c: pair_key(scorer.name, config, model, frames_key, keys[c]) for c in video.candidates}
         todo = [c for c, key in wanted.items() if key not in cached]
         if todo:
-            frames = read_frame_embeddings(workdir.frames_path(frames_key)) if frames is None else frames
+            if frames is None:
+                frames = Video(read_frame_embeddings(workdir.frames_path(frames_key)), Calibration(model.logit_scale, model.logit_bias))
             for c in todo:
                 if _texts_key(keys[c], kinds) not in texts:
                     texts[_texts_key(keys[c], kinds)] = class_texts(workdir, c, keys[c])
-            computed = scorer.score_many(frames, [texts[_texts_key(keys[c], kinds)] for c in todo], calibration)
+            computed = scorer.score_video(frames, [texts[_texts_key(keys[c], kinds)] for c in todo])
             new.update({wanted[c]: (s.score, s.path_len) for c, s in zip(todo, computed)})
         result.scored_pairs += len(todo)
         result.reused_pairs += len(wanted) - len(todo)

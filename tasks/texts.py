@@ -25,6 +25,7 @@ from actalign.storage.records import StatusRow, write_status
 from actalign.storage.workdir import Workdir
 from actalign.tasks.scripts import ScriptsResult
 from actalign.text_cache import embed_texts_cached
+from actalign.threads import apply, budget_for
 
 if TYPE_CHECKING:
     from actalign.models import Encoder
@@ -67,6 +68,7 @@ def encode_texts(
     """``scripts``: script key -> (its class, its kind); the keys that ``written`` reports as failed
     have no stored script and are left out. Keys come from the planned ``model``; the weights are
     loaded only when a text needs encoding."""
+    apply(budget_for(config.workers))  # in this thread, before any torch call (actalign.threads)
     failed = set().union(*(w.failed_keys for w in written))
     result, rows = TextsResult(), []
     for script_key, (spec, kind) in scripts.items():

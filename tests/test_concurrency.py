@@ -28,7 +28,7 @@ from actalign.storage import schemas
 from actalign.storage.lock import LOCK_NAME, write_lock
 from actalign.storage.parquet import write_atomic
 from actalign.storage.records import RunRecord, write_run
-from actalign.storage.workdir import Workdir
+from actalign.storage.workdir import SCHEMA, Workdir
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "actalign.cli.main"]
@@ -129,7 +129,7 @@ def test_a_second_writer_waits_for_the_first_or_exits_2_naming_it(demo_dataset, 
             assert result.returncode == 2, result.stdout
             assert holder in flat(result.stdout) and "not waiting (--no-wait)" in flat(result.stdout), result.stdout
         runs = workdir / "runs"
-        assert not runs.exists() or {p.name for p in runs.iterdir()} <= {"_schema"}, "a refused run left a record"
+        assert not runs.exists() or {p.name for p in runs.iterdir()} <= {SCHEMA}, "a refused run left a record"
 
         with open(log, "wb") as out:
             waiting = subprocess.Popen([*CLI, "gc", "--workdir", str(workdir)], cwd=REPO, env=ENV, stdout=out, stderr=subprocess.STDOUT)

@@ -25,6 +25,7 @@ import actalign
 from actalign.cli.main import app
 from actalign.cli.prompt import PUBLISHED_EVENT
 from actalign.config import RunConfig
+from actalign.demo_data import without_texts
 from actalign.llm.prompts import load_template
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,12 +46,15 @@ def deployments() -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in prefect_yaml()["deployments"]}
 
 
-def test_prefect_yaml_declares_the_three_deployments_with_run_configs():
+def test_prefect_yaml_declares_the_pipeline_and_sweep_deployments_with_valid_parameters():
     found = deployments()
-    assert set(found) == {"on-demand", "nightly", "on-prompt-change"}
-    for deployment in found.values():
-        assert deployment["entrypoint"] == "flows/deployments.py:scheduled_pipeline"
+    assert set(found) == {"on-demand", "nightly", "on-prompt-change", "sweep-on-demand"}
+    for name, deployment in found.items():
         assert deployment["enforce_parameter_schema"] is True
+        if name == "sweep-on-demand":
+            assert deployment["entrypoint"] == "flows/sweep.py:sweep" and set(deployment["parameters"]) == {"grid_file"}
+            continue
+        assert deployment["entrypoint"] == "flows/deployments.py:scheduled_pipeline"
         RunConfig(**deployment["parameters"]["config"])  # the example parameters are a valid CLI configuration
     assert found["nightly"]["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC", "active": True}]
     assert found["on-prompt-change"]["triggers"][0]["expect"] == [PUBLISHED_EVENT]
@@ -136,12 +140,7 @@ def test_deploy_run_and_prompt_trigger_against_a_local_server(server, demo_datas
 
     # The triggered deployment: LLM-written scripts (all classes step-less) from a loopback server,
     # with a template file that `actalign prompt publish` announces.
-    entries = yaml.safe_load(classes.read_text())["classes"]
-    for entry in entries:
-        for kind in ("steps", "attributes", "subtexts"):
-            entry.pop(kind, None)
-    step_less = tmp_path / "classes-step-less.yaml"
-    step_less.write_text(yaml.safe_dump({"classes": entries}))
+    step_less = without_texts(classes, tmp_path / "classes-step-less.yaml")
     template = yaml.safe_load((Path(actalign.__file__).parent / "prompts" / "context-rich.yaml").read_text())
     template["name"], template["system"] = "deploy-test", template["system"] + "Marker: published for the deployment test.\n"
     template_file = tmp_path / "deploy-test.yaml"
@@ -154,7 +153,8 @@ def test_deploy_run_and_prompt_trigger_against_a_local_server(server, demo_datas
         # The repository's prefect.yaml, only the parameters replaced; deployed from the repository root.
         spec = prefect_yaml()
         for deployment in spec["deployments"]:
-            deployment["parameters"] = {"config": prompt_config if deployment["name"] == "on-prompt-change" else file_config}
+            if deployment["entrypoint"].endswith(":scheduled_pipeline"):  # the sweep's is deployed as written, not run
+                deployment["parameters"] = {"config": prompt_config if deployment["name"] == "on-prompt-change" else file_config}
         test_yaml = tmp_path / "prefect.yaml"
         test_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
         pool = spec["deployments"][0]["work_pool"]["name"]
@@ -168,6 +168,8 @@ def test_deploy_run_and_prompt_trigger_against_a_local_server(server, demo_datas
         worker_command = [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--limit", "1"]
         with background(worker_command, env={**env, "PWD": str(elsewhere)}, cwd=elsewhere, log=worker_log):
             run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(test_yaml)], {**env, "PWD": str(REPO)})
+            swept = api_json("GET", f"{api}/deployments/name/actalign-sweep/sweep-on-demand")  # its entrypoint loaded
+            assert swept["parameters"] == {"grid_file": "project/sweep.yaml"} and "grid_file" in swept["parameter_openapi_schema"]["properties"]
             run_command = [str(BIN / "prefect"), "deployment", "run", "actalign/on-demand", "--params", json.dumps({"config": file_config})]
             watched = subprocess.Popen([*run_command, "--watch", "--watch-timeout", str(RUN_TIMEOUT_S)], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             try:

@@ -32,6 +32,8 @@ import pyarrow.parquet as pq
 import pytest
 from prefect_server import stop_group, tail
 
+from actalign.storage.workdir import SCHEMA
+
 REPO = Path(__file__).resolve().parents[1]
 SHARD_SIZE = 2
 POLL_S = 0.02
@@ -72,12 +74,12 @@ def _run_to_end(command: list[str], api_url: str, log: Path) -> tuple[int, float
 
 def _store_files(workdir: Path, table: str) -> set[str]:
     folder = workdir / "store" / table
-    return {p.name for p in folder.glob("*.parquet") if p.name != "_schema.parquet"} if folder.is_dir() else set()
+    return {p.name for p in folder.glob("*.parquet") if p.stem != SCHEMA} if folder.is_dir() else set()
 
 
 def _run_dirs(workdir: Path) -> set[str]:
     runs = workdir / "runs"
-    return {p.name for p in runs.iterdir() if p.is_dir() and p.name != "_schema"} if runs.is_dir() else set()
+    return {p.name for p in runs.iterdir() if p.is_dir() and p.name != SCHEMA} if runs.is_dir() else set()
 
 
 def _temporary_files(workdir: Path) -> list[str]:
@@ -143,7 +145,7 @@ class Watch:
 def _run_file(pattern: str) -> Callable[[Watch], bool]:
     def condition(watch: Watch) -> bool:
         run_dir = watch.run_dir()
-        return run_dir is not None and any(p.name != "_schema.parquet" for p in run_dir.glob(pattern))
+        return run_dir is not None and any(p.stem != SCHEMA for p in run_dir.glob(pattern))
 
     return condition
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from actalign import pooling
-from actalign.align import AlignmentInputError, DropAlignment, drop_dtw_candidates, drop_dtw_many, drop_value, reference_drop_dtw
+from actalign.align import AlignmentInputError, DropAlignment, affinity, drop_dtw_candidates, drop_dtw_many, drop_value, reference_drop_dtw
 from actalign.config import RunConfig
 from actalign.errors import InputError, ItemError
 from actalign.scorers import (
@@ -398,3 +398,73 @@ def test_drop_dtw_rejects_bad_drop_values():
         drop_dtw_many([np.ones((2, 3))], drops=[np.nan])
     with pytest.raises(AlignmentInputError, match="affinity matrix 0: 1 NaN"):
         drop_dtw_many([np.array([[np.nan, 1.0]])])
+
+
+# ---- the score stage over a real store ----
+
+
+def stored_shard(root, rng: np.random.Generator):
+    """A workdir holding two videos' frames and three classes' texts, and what ``score_videos`` needs to score them."""
+    from actalign.manifest import VideoSpec
+    from actalign.registry import ModelIdentity
+    from actalign.storage.embeddings import write_frame_embeddings, write_text_embeddings
+    from actalign.storage.workdir import Workdir
+
+    workdir = Workdir.open(root)
+    model = ModelIdentity("m", "m", None, "f" * 16, False, None, "float32", (16, 16), float(np.log(10.0)), -5.0)
+    classes = ("a", "b", "c")
+    for c in classes:
+        steps, name = rng.standard_normal((3, 8)), rng.standard_normal((1, 8))
+        texts = [("step", i, f"{c} step {i}") for i in range(3)] + [("name", 0, c)]
+        write_text_embeddings(workdir.step_embeddings_path(f"text-{c}"), class_id=c, texts=texts, embeddings=np.vstack([steps, name]), model="m", embed_key=f"text-{c}")
+    videos = [VideoSpec(v, f"/nowhere/{v}.mp4", None, None, None, classes, "a") for v in ("v1", "v2")]
+    for v in videos:
+        frames = rng.standard_normal((7, 8)).astype(np.float32)
+        write_frame_embeddings(workdir.frames_path(f"frames-{v.video_id}"), video_id=v.video_id, times_s=np.arange(7.0), embeddings=frames, model="m", frames_key=f"frames-{v.video_id}", fps=1.0)
+    frames_keys = {v.video_id: f"frames-{v.video_id}" for v in videos}
+    embed_keys = {v.video_id: {c: {"steps": f"text-{c}"} for c in classes} for v in videos}
+    return workdir, videos, frames_keys, embed_keys, model
+
+
+def test_the_score_stage_says_skipped_for_a_video_whose_pairs_were_all_reused(tmp_path):
+    """Reuse has one word in every stage: a re-run's score rows say ``skipped`` where nothing was computed, ``ok`` where something was."""
+    import pyarrow.parquet as pq
+
+    from actalign.tasks.score import score_videos
+
+    workdir, videos, frames_keys, embed_keys, model = stored_shard(tmp_path / "work", np.random.default_rng(3))
+    config = RunConfig(videos="v.csv", classes="c.yaml", workdir=tmp_path / "work", scorers=("mean-pool", "actalign"))
+
+    def states(run_id: str) -> dict[str, tuple[str, str | None]]:
+        rows = pq.read_table(workdir.status_path(run_id, "score", "00000")).to_pylist()
+        return {row["item"]: (row["state"], row["key"]) for row in rows}
+
+    first = score_videos(workdir, "run-1", "00000", videos, frames_keys, embed_keys, model, config)
+    assert (first.scored_pairs, first.reused_pairs) == (12, 0)
+    assert states("run-1") == {"v1": ("ok", None), "v2": ("ok", None)}
+    again = score_videos(workdir, "run-2", "00000", videos, frames_keys, embed_keys, model, config)
+    assert (again.scored_pairs, again.reused_pairs) == (0, 12)
+    assert states("run-2") == {"v1": ("skipped", "frames-v1"), "v2": ("skipped", "frames-v2")}
+    more = config.model_copy(update={"scorers": ("mean-pool", "actalign", "actalign-segment")})
+    partly = score_videos(workdir, "run-3", "00000", videos[:1], frames_keys, embed_keys, model, more)
+    assert (partly.scored_pairs, partly.reused_pairs) == (3, 6)
+    assert states("run-3") == {"v1": ("ok", None)}  # one new scorer's pairs were computed
+
+
+def test_scorers_of_one_video_share_its_checks_and_affinities_and_score_as_alone():
+    """A ``Video`` computes each candidate list's affinities once per smoothing width; every scorer scores through it
+    exactly as through ``score_many``, for any list of candidates (the score stage asks each for the ones it lacks)."""
+    from actalign.scorers import Video
+
+    rng = np.random.default_rng(11)
+    frames = rng.normal(size=(9, 6)).astype(np.float32)
+    candidates = [full_texts(str(i), rng.normal(size=(k, 6)).astype(np.float32), rng.normal(size=6), rng) for i, k in enumerate((2, 3, 4))]
+    video = Video(frames, CAL)
+    for name in SCORER_NAMES:
+        scorer = make_scorer(name, smoothing=2)
+        for chosen in (candidates, candidates[1:], candidates[:1]):
+            assert scorer.score_video(video, chosen) == scorer.score_many(frames, chosen, CAL)
+    assert video.affinities(candidates, 2) is video.affinities(list(candidates), 2)
+    assert video.affinities(candidates, 2) is not video.affinities(candidates, 0)
+    expected = affinity(frames, candidates[1].steps, logit_scale=CAL.logit_scale, logit_bias=CAL.logit_bias)
+    np.testing.assert_allclose(video.affinities(candidates, 0).block(1), expected, rtol=1e-6)
