@@ -213,7 +213,7 @@ def task_runner(config: RunConfig) -> TaskRunner:
     return ThreadPoolTaskRunner(max_workers=config.workers)
 
 
-def run_pipeline(config: RunConfig, run_id: str | None = None, wait: bool = True) -> RunSummary:
+def run_pipeline(config: RunConfig, run_id: str | None = None, wait: bool = True, run_name: str | None = None) -> RunSummary:
     """Run the flow on the task runner the config asks for, holding the workdir's write lock (the one
     path of the CLI, the Python API and the deployments): while another writer holds it, wait saying
     who, or raise ``WorkdirBusy`` when not ``wait``.
@@ -222,8 +222,9 @@ def run_pipeline(config: RunConfig, run_id: str | None = None, wait: bool = True
     process) flow-run heartbeats can reach no crash detector, and joining their
     thread costs up to a second per run: they are off. A killed run is marked
     ``interrupted`` by the next command on the workdir (``storage.records``).
+    ``run_name`` names the Prefect flow run (Prefect's generated name otherwise).
     """
-    runner = pipeline.with_options(task_runner=task_runner(config))
+    runner = pipeline.with_options(task_runner=task_runner(config), **({"flow_run_name": run_name} if run_name else {}))
     with write_lock(config.workdir, "run", lambda: run_id or new_run_id(), wait=wait) as locked_run_id:
         if get_current_settings().api.url:
             return runner(config, locked_run_id)

@@ -1,7 +1,7 @@
 """The sweep flow (``actalign-sweep``): every arm of a grid as a nested pipeline flow run, one workdir lock.
 
 Arms run one after another, each a normal run (its own run id, report and views), a child of the
-sweep's flow run in Prefect. They carry no Prefect tag: a tag reaches every task run, and Prefect then checks
+sweep's flow run in Prefect named "<sweep id> <arm>". They carry no Prefect tag: a tag reaches every task run, and Prefect then checks
 tag concurrency limits for each, which made every arm about twice as slow. What arms share is computed once because the store is content-addressed: frames at one fps
 and model are encoded by the first arm needing them and reused by every later one, a prompt's scripts
 once for every scorer and smoothing arm, a pair key scored once. ``sweeps/<id>/arms.parquet`` records
@@ -76,7 +76,7 @@ def _sweep(grid: Grid, workdir: Workdir, formats: tuple[str, ...]) -> SweepSumma
         row["run_id"], row["state"] = new_run_id(), "running"
         write_arms(workdir, sweep_id, rows, grid.varied)  # before the run: a killed sweep knows which run to look at
         try:
-            summary = run_pipeline(arm.config, row["run_id"])
+            summary = run_pipeline(arm.config, row["run_id"], run_name=f"{sweep_id} {arm.name}")
             row["state"] = summary.state
         except Exception as exc:  # the pipeline recorded its run as failed; the other arms carry on
             logger.error("arm %s: run %s crashed: %s: %s", arm.name, row["run_id"], type(exc).__name__, exc)

@@ -11,6 +11,8 @@ import duckdb
 import pytest
 import yaml
 from llm_server import LLMServer, Reply, answer, candidates_of
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from typer.testing import CliRunner
 
 from actalign.cli.main import app
@@ -226,6 +228,10 @@ def test_a_killed_sweep_resumes_with_the_arms_it_did_not_finish(demo_dataset, tm
     assert resumed.arms[0].run_id == first.arms[0].run_id and resumed.arms[1].run_id not in (first.arms[1].run_id, "20260101-000000-dead00")
     assert resumed.arms[1].summary.scored_pairs == 0  # mean-pool does not smooth: the second arm's pairs are the first's
     assert [row["state"] for row in read_arms(workdir, grid.sweep_id)] == ["completed", "completed"]
+    names = [f"{grid.sweep_id} {arm.name}" for arm in grid.arms]  # in the Prefect UI, each arm's run names its sweep
+    with get_client(sync_client=True) as client:
+        found = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=names)))
+    assert sorted(run.name for run in found) == sorted([*names, names[1]])  # the second arm ran twice
 
 
 def test_cli_dry_run_prints_the_shared_work_once(demo_dataset, tmp_path):
