@@ -34,6 +34,9 @@ class RandomTowerSize:
 TINY = RandomTowerSize("tiny-random-v1", 32, 64, 2, 4, 32, 8)
 # The shape of google/siglip-base-patch16-224 (about 200 M parameters): realistic speed, meaningless numbers.
 BASE = RandomTowerSize("base-random-v1", 768, 3072, 12, 12, 224, 16)
+# Of TINY's size, the other families (bump their suffix whenever their build changes).
+TINY_CLIP_FOLDER = "tiny-clip-v1"
+TINY_SIGLIP2_FOLDER = "tiny-siglip2-v1"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,18 @@ def _random(size: RandomTowerSize) -> Path:
     return random_model_path(size)
 
 
+def _tiny_clip() -> Path:
+    from actalign.tiny_model import tiny_clip_path
+
+    return tiny_clip_path()
+
+
+def _tiny_siglip2() -> Path:
+    from actalign.tiny_model import tiny_siglip2_path
+
+    return tiny_siglip2_path()
+
+
 def _toy() -> Path:
     from actalign.toy_model import toy_shapes_path
 
@@ -61,6 +76,8 @@ def _toy() -> Path:
 BUILTIN: dict[str, BuiltinModel] = {
     "builtin:tiny-random": BuiltinModel(lambda: TINY.folder, lambda: _random(TINY)),
     "builtin:base-random": BuiltinModel(lambda: BASE.folder, lambda: _random(BASE)),
+    "builtin:tiny-clip": BuiltinModel(lambda: TINY_CLIP_FOLDER, _tiny_clip),
+    "builtin:tiny-siglip2": BuiltinModel(lambda: TINY_SIGLIP2_FOLDER, _tiny_siglip2),
     "builtin:toy-shapes": BuiltinModel(RECIPE.folder, _toy),
 }
 

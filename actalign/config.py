@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from actalign.calibration import CHOICES as CALIBRATIONS
 from actalign.download import DownloadOptions
 from actalign.frames import DEFAULT_FPS
 from actalign.llm import LLMSettings
@@ -79,6 +80,7 @@ class RunConfig(BaseModel):
     workdir: Path = Field(DEFAULT_WORKDIR, description="folder holding the stores, runs and the DuckDB file")
     model: str = Field(DEFAULT_MODEL, description="registry name, Hugging Face id or local folder")
     revision: str | None = Field(None, min_length=1, description="branch, tag or commit of a Hugging Face hub model (part of the model's key)")
+    calibration: str | None = Field(None, description="how cosines become affinities: sigmoid, midpoint or cosine (default: the model family's; part of the pair keys)")
     device: str = Field("auto", description="auto, cpu or cuda")
     batch_size: int | None = Field(None, ge=1, description="images/texts per forward pass; default per device")
     bf16: bool = Field(False, description="bfloat16 autocast for the towers")
@@ -130,6 +132,13 @@ class RunConfig(BaseModel):
         if unknown:
             raise ValueError(f"unknown scorer(s) {', '.join(map(repr, unknown))}{closest(unknown, SCORERS)}; choose from {', '.join(SCORERS)}")
         return tuple(dict.fromkeys(value))
+
+    @field_validator("calibration")
+    @classmethod
+    def _known_calibration(cls, value: str | None) -> str | None:
+        if value is not None and value not in CALIBRATIONS:
+            raise ValueError(f"unknown calibration {value!r}{closest([value], CALIBRATIONS)}; choose from {', '.join(CALIBRATIONS)}")
+        return value
 
     @field_validator("workdir")
     @classmethod

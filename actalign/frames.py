@@ -130,6 +130,7 @@ def sample_frames(
     start_s: float | None = None,
     end_s: float | None = None,
     obfuscation: Mapping[int, Sequence[Polygon]] | None = None,
+    centre_crop: bool = False,
 ) -> SampledFrames:
     """Sample the segment [start_s, end_s) of a video at ``fps``; see the module docstring.
 
@@ -137,7 +138,7 @@ def sample_frames(
     segment, blurred on the full-resolution source frame before it is resized.
     All frames are held in memory: for long videos iterate ``iter_sampled_frames``.
     """
-    frames = iter_sampled_frames(path, fps, size, start_s, end_s, obfuscation)
+    frames = iter_sampled_frames(path, fps, size, start_s, end_s, obfuscation, centre_crop)
     images = [image for _, image in frames]
     return SampledFrames(
         frames=np.stack(images),
@@ -154,6 +155,7 @@ def iter_sampled_frames(
     start_s: float | None = None,
     end_s: float | None = None,
     obfuscation: Mapping[int, Sequence[Polygon]] | None = None,
+    centre_crop: bool = False,
 ) -> SampledFrameIterator:
     """``sample_frames`` one frame at a time: yields ``(t, image)`` as the decoder reaches each instant.
 
@@ -162,13 +164,14 @@ def iter_sampled_frames(
     at once (``InputError``, ``VideoNotFoundError``, a bad segment); the file is
     opened on the first ``next()``, and decode errors surface there or later.
     ``t`` is segment-relative (``i / fps``); ``image`` is uint8 (H, W, 3) RGB
-    at ``size`` (``None``: the upright source resolution, unresized). The same
+    at ``size`` (``None``: the upright source resolution, unresized): stretched to it, or with
+    ``centre_crop`` resized to cover it and cropped at the centre, as CLIP's processor does. The same
     array is yielded again when a frame is sampled at several instants: copy
     it before writing into it. ``source_fps`` is known after the first frame,
     ``duration_s`` once the iterator is exhausted. Close the iterator (or use
     it as a context manager) to release the file early.
     """
-    return SampledFrameIterator(path, fps, size, start_s, end_s, obfuscation)
+    return SampledFrameIterator(path, fps, size, start_s, end_s, obfuscation, centre_crop)
 
 
 class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
@@ -182,6 +185,7 @@ class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
         start_s: float | None,
         end_s: float | None,
         obfuscation: Mapping[int, Sequence[Polygon]] | None,
+        centre_crop: bool = False,
     ) -> None:
         if not (math.isfinite(fps) and fps > 0):
             raise InputError(f"fps must be a positive number, got {fps!r}")
@@ -200,6 +204,7 @@ class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
         self.start_s = start
         self.end_s = None if end_s is None else float(end_s)
         self.obfuscation = obfuscation
+        self.centre_crop = centre_crop and size is not None
         self.source_fps: float | None = None  # the stream's average frame rate (0.0 if unknown), once opened
         self.duration_s: float | None = None  # the decoded segment's duration, once exhausted
         self.count = 0  # samples yielded so far
@@ -254,7 +259,7 @@ class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
                         limit = min(frame_time, end)
                         while start + self.count / fps < limit:
                             if shown_image is None:
-                                shown_image = _to_rgb(shown, height, width, hook, shown_time)
+                                shown_image = _to_rgb(shown, height, width, hook, shown_time, self.centre_crop)
                             self.count += 1
                             yield (self.count - 1) / fps, shown_image
                         if start + self.count / fps >= end:
@@ -264,7 +269,7 @@ class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
                     end = min(end, shown_end)
                     while shown is not None and start + self.count / fps < end:
                         if shown_image is None:
-                            shown_image = _to_rgb(shown, height, width, hook, shown_time)
+                            shown_image = _to_rgb(shown, height, width, hook, shown_time, self.centre_crop)
                         self.count += 1
                         yield (self.count - 1) / fps, shown_image
             finally:
@@ -276,6 +281,13 @@ class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
                 "fix the segment's start"
             )
         self.duration_s = end - start
+
+
+def _covering(frame: VideoFrame, height: int, width: int) -> tuple[int, int]:
+    """The (height, width) with the upright frame's aspect that covers (height, width), truncated as CLIP's processor does."""
+    upright = (frame.width, frame.height) if round(frame.rotation / 90) % 2 else (frame.height, frame.width)
+    scale = max(height / upright[0], width / upright[1])
+    return max(height, int(upright[0] * scale)), max(width, int(upright[1] * scale))
 
 
 def _check_readable(path: str | Path) -> Path:
@@ -370,14 +382,24 @@ def _timed_frames(
 
 
 def _to_rgb(
-    frame: VideoFrame, height: int | None, width: int | None, hook: FrameObfuscator | None = None, frame_time: float = 0.0
+    frame: VideoFrame,
+    height: int | None,
+    width: int | None,
+    hook: FrameObfuscator | None = None,
+    frame_time: float = 0.0,
+    centre_crop: bool = False,
 ) -> np.ndarray:
     """Convert and resize in one swscale call, then turn the image upright.
 
     A frame the obfuscation hook wants is converted at full resolution, turned
     upright, blurred, and only then resized, so the blur is exact. ``height``
-    and ``width`` None: no resize (the upright source resolution).
+    and ``width`` None: no resize (the upright source resolution). With
+    ``centre_crop`` the image keeps its aspect, covers (height, width), and its centre is kept.
     """
+    if centre_crop and height is not None and width is not None:
+        covered = _to_rgb(frame, *_covering(frame, height, width), hook, frame_time)
+        top, left = (covered.shape[0] - height) // 2, (covered.shape[1] - width) // 2
+        return np.ascontiguousarray(covered[top : top + height, left : left + width])
     quarter_turns = round(frame.rotation / 90) % 4  # counter-clockwise, as the display matrix says
     if hook is not None and hook.wants(frame_time):
         full = frame.to_ndarray(format="rgb24")

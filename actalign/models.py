@@ -1,7 +1,9 @@
-"""SigLIP loading and embedding: the one place that knows about transformers.
+"""Image-text model loading and embedding (SigLIP, SigLIP 2, CLIP family): the one place that knows about transformers.
 
 Everything downstream works on plain float32 numpy embeddings plus the
-checkpoint's own ``logit_scale``/``logit_bias``, so scorers never touch torch.
+affinity's ``logit_scale``/``logit_bias`` (``actalign.calibration``), so scorers never touch torch.
+Each family keeps its own text settings: SigLIP pads to its fixed length with no
+mask; SigLIP 2 also lowercases (as it was trained); CLIP pads to 77 tokens with its mask.
 An ``Encoder`` carries the identity (``model_id``, ``fingerprint``) that cache
 keys and result rows need, so results of different checkpoints never mix.
 """
@@ -125,7 +127,7 @@ class PendingFeatures:
 
 
 class Encoder:
-    """A loaded SigLIP with batched, inference-only image and text towers.
+    """A loaded image-text model with batched, inference-only image and text towers.
 
     Thread-safe: one lock serialises forward passes, so several tasks sharing
     the process's encoder take turns instead of oversubscribing the cores.
@@ -150,9 +152,12 @@ class Encoder:
         self.compiled = compile
 
         config = model.config
-        self.embed_dim: int = config.vision_config.hidden_size
-        if config.text_config.projection_size != self.embed_dim:
-            raise ModelNotFoundError(f"{identity.ref!r}: image and text embeddings differ in size; not a SigLIP.")
+        if identity.family == "clip":
+            self.embed_dim: int = config.projection_dim  # both towers end in a projection to this size
+        else:
+            self.embed_dim = config.vision_config.hidden_size
+            if config.text_config.projection_size != self.embed_dim:
+                raise ModelNotFoundError(f"{identity.ref!r}: image and text embeddings differ in size; not a SigLIP.")
         self.image_size = identity.image_size
         self.batch_size = batch_size if batch_size is not None else default_batch_size(device, self.image_size)
         self.text_max_length: int = config.text_config.max_position_embeddings
@@ -184,6 +189,8 @@ class Encoder:
             "revision": self.identity.revision,
             "fingerprint": self.identity.fingerprint,
             "trained": self.identity.trained,
+            "family": self.identity.family,
+            "calibration": self.identity.calibration,  # how cosines become affinities (actalign.calibration)
             "device": self.device,
             "device_name": device_name,
             "dtype": self.identity.dtype_name,  # weights stay float32; anything else is autocast
@@ -278,11 +285,17 @@ class Encoder:
             out.append(features.float().cpu().numpy())
         return np.concatenate(out)
 
-    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        """input_ids padded to the model's text length: SigLIP was trained on fixed-length, unmasked text."""
-        return self.tokenizer(
-            list(texts), padding="max_length", truncation=True, max_length=self.text_max_length, return_tensors="pt"
-        ).input_ids.to(self.device)
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The text tower's inputs, padded to the model's text length.
+
+        SigLIP and SigLIP 2 were trained on fixed-length, unmasked text (SigLIP 2 lowercased);
+        CLIP's causal text tower takes its attention mask, as its processor gives it.
+        """
+        family = self.identity.family
+        texts = [text.lower() for text in texts] if family == "siglip2" else list(texts)
+        batch = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.text_max_length, return_tensors="pt")
+        names = ("input_ids", "attention_mask") if family == "clip" else ("input_ids",)
+        return {name: batch[name].to(self.device) for name in names}
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> float32 (N, embed_dim), not normalised."""
@@ -291,15 +304,15 @@ class Encoder:
         texts = list(texts)
         out = [np.zeros((0, self.embed_dim), np.float32)]
         for start in range(0, len(texts), self.batch_size):
-            input_ids = self.tokenize(texts[start : start + self.batch_size])
+            inputs = self.tokenize(texts[start : start + self.batch_size])
             with self._lock, self._inference():
-                features = self.model.get_text_features(input_ids=input_ids).pooler_output
+                features = self.model.get_text_features(**inputs).pooler_output
             out.append(features.float().cpu().numpy())
         return np.concatenate(out)
 
 
 _LOAD_LOCK = threading.Lock()
-_ENCODERS: dict[tuple[str, str | None, str, int | None, str, bool], Encoder] = {}
+_ENCODERS: dict[tuple[str, str | None, str | None, str, int | None, str, bool], Encoder] = {}
 
 
 def load_encoder(
@@ -309,13 +322,15 @@ def load_encoder(
     bf16: bool = False,
     *,
     revision: str | None = None,
+    calibration: str | None = None,
     precision: str | None = None,
     compile: bool = False,
 ) -> Encoder:
     """Load once per process and argument set; thread-safe.
 
-    ``model`` is a registry name, a Hugging Face hub id or a folder with a saved SigLIP;
-    ``revision`` a branch, tag or commit of a hub model.
+    ``model`` is a registry name, a Hugging Face hub id or a folder with a saved SigLIP, SigLIP 2 or CLIP;
+    ``revision`` a branch, tag or commit of a hub model; ``calibration`` a name of
+    ``actalign.calibration.CHOICES`` (None: the model family's default).
     ``batch_size`` defaults to ``default_batch_size`` of the device and the model's input size.
     ``precision``: ``float32``, ``bfloat16``, ``float16`` (autocast; weights stay float32) or
     ``auto`` (``choose_precision``); when None, ``bf16`` picks bfloat16 or float32.
@@ -328,10 +343,10 @@ def load_encoder(
     if batch_size is None and resolved_device.split(":")[0] == "cpu":
         batch_size = DEFAULT_BATCH_SIZE["cpu"]  # known before loading: one cache entry with an explicit 32
     resolved_precision = choose_precision(resolved_device, precision or ("bfloat16" if bf16 else "float32"))
-    key = (model, revision, resolved_device, batch_size, resolved_precision, bool(compile))
+    key = (model, revision, calibration, resolved_device, batch_size, resolved_precision, bool(compile))
     with _LOAD_LOCK:
         if key not in _ENCODERS:
-            _ENCODERS[key] = _load(model, revision, resolved_device, batch_size, resolved_precision, bool(compile))
+            _ENCODERS[key] = _load(model, revision, calibration, resolved_device, batch_size, resolved_precision, bool(compile))
         return _ENCODERS[key]
 
 
@@ -350,7 +365,7 @@ def _hub_access() -> tuple[bool, str | None]:
     return False, None
 
 
-def _load(ref: str, revision: str | None, device: str, batch_size: int | None, precision: str, compile: bool) -> Encoder:
+def _load(ref: str, revision: str | None, calibration: str | None, device: str, batch_size: int | None, precision: str, compile: bool) -> Encoder:
     target = resolve(ref, revision)
     local_only, hub_problem = _hub_access() if target.is_hub else (True, None)
     options = dict(local_files_only=local_only, revision=target.revision)
@@ -361,11 +376,16 @@ def _load(ref: str, revision: str | None, device: str, batch_size: int | None, p
         image_processor = AutoImageProcessor.from_pretrained(target.location, **options)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelNotFoundError(_load_failure(ref, target, hub_problem, exc)) from exc
-    if not (hasattr(model, "get_image_features") and hasattr(model, "logit_bias")):
-        raise ModelNotFoundError(f"{ref!r} loads as {type(model).__name__}, not a SigLIP dual encoder.")
-    calibration = (float(model.logit_scale.detach().float().cpu().item()), float(model.logit_bias.detach().float().cpu().item()))
-    identity = identity_of(ref, target, local_folder(target), precision, calibration)
+    if not all(hasattr(model, name) for name in ("get_image_features", "get_text_features", "logit_scale")):
+        raise ModelNotFoundError(f"{ref!r} loads as {type(model).__name__}, not an image-text dual encoder (SigLIP, SigLIP 2 or CLIP).")
+    bias = getattr(model, "logit_bias", None)
+    logits = (_scalar(model.logit_scale), None if bias is None else _scalar(bias))
+    identity = identity_of(ref, target, local_folder(target), precision, logits, calibration)
     return Encoder(model.to(device).eval(), tokenizer, image_processor, identity=identity, device=device, batch_size=batch_size, compile=compile)
+
+
+def _scalar(parameter: torch.Tensor) -> float:
+    return float(parameter.detach().float().cpu().item())
 
 
 def _cpu_name() -> str:
@@ -381,9 +401,9 @@ def _cpu_name() -> str:
 
 def _load_failure(ref: str, target: Target, hub_problem: str | None, exc: Exception) -> str:
     detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
-    advice = "Use `--model tiny-random` for an offline smoke test, or `--model /path/to/folder` with a saved SigLIP."
+    advice = "Use `--model tiny-random` for an offline smoke test, or `--model /path/to/folder` with a saved SigLIP, SigLIP 2 or CLIP."
     if not target.is_hub:
-        return f"Cannot load a SigLIP from folder {target.location} (model {ref!r}): {detail}. {advice}"
+        return f"Cannot load a model from folder {target.location} (model {ref!r}): {detail}. {advice}"
     if hub_problem:
         return (
             f"Cannot load model {target.location!r}: {hub_problem}, and it is not in the local "
@@ -391,5 +411,5 @@ def _load_failure(ref: str, target: Target, hub_problem: str | None, exc: Except
         )
     return (
         f"Cannot load model {target.location!r} from the Hugging Face hub (the hub is reachable): "
-        f"does the id exist, and is it a SigLIP checkpoint? ({detail}). {advice}"
+        f"does the id exist, and is it a SigLIP, SigLIP 2 or CLIP checkpoint? ({detail}). {advice}"
     )

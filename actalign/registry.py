@@ -1,7 +1,7 @@
 """Which model a name means, and its identity, read from its files without torch.
 
-A model's identity (``ModelIdentity``: id, revision, fingerprint, calibration,
-input size, whether it is trained) is part of every cache key. It is read
+A model's identity (``ModelIdentity``: id, revision, fingerprint, family,
+calibration, input size, whether it is trained) is part of every cache key. It is read
 from the model's folder (config, preprocessor config, the safetensors header)
 so that ``actalign status`` plans a run without building, downloading or
 loading the model; ``actalign.models`` loads the weights for real work
@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from actalign.builtin_models import BUILTIN
+from actalign import calibration as calibrations
+from actalign.builtin_models import BASE, BUILTIN, TINY
 from actalign.caveats import BANNERS, UNTRAINED_MARKER, banner
 from actalign.errors import InputError, ModelNotFoundError
 from actalign.suggest import closest
+from actalign.toy_recipe import RECIPE
 
 if TYPE_CHECKING:
     from actalign.config import RunConfig
@@ -38,12 +40,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A short name users can type instead of a hub id."""
+    """A short name users can type instead of a hub id; ``family`` and ``input_size`` let ``actalign models`` list it unloaded."""
 
     name: str
     source: str  # Hugging Face hub id, or "builtin:<name>" for a model built here (actalign.builtin_models)
     trained: bool
     description: str
+    family: str  # a key of actalign.calibration.FAMILY_DEFAULT
+    input_size: int  # pixels of the square image the model sees
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -54,30 +58,67 @@ REGISTRY: dict[str, ModelSpec] = {
             "google/siglip-so400m-patch14-384",
             True,
             "SigLIP SO400M at 384 px, the model of the ActAlign paper (best accuracy, slow on CPU).",
+            "siglip",
+            384,
         ),
+        ModelSpec("siglip-base", "google/siglip-base-patch16-224", True, "SigLIP base at 224 px: about 4x faster, lower accuracy.", "siglip", 224),
         ModelSpec(
-            "siglip-base",
-            "google/siglip-base-patch16-224",
+            "siglip2-so400m",
+            "google/siglip2-so400m-patch14-384",
             True,
-            "SigLIP base at 224 px: about 4x faster, lower accuracy.",
+            "SigLIP 2 SO400M at 384 px (fixed resolution): SigLIP's successor, multilingual, same cost as siglip-so400m.",
+            "siglip2",
+            384,
         ),
+        ModelSpec("siglip2-base", "google/siglip2-base-patch16-224", True, "SigLIP 2 base at 224 px (fixed resolution): the fast SigLIP 2.", "siglip2", 224),
+        ModelSpec(
+            "clip-vit-l-14-336",
+            "openai/clip-vit-large-patch14-336",
+            True,
+            "OpenAI CLIP ViT-L/14 at 336 px: softmax-trained, so its affinity is calibrated (see docs/models.md).",
+            "clip",
+            336,
+        ),
+        ModelSpec("clip-vit-b-16", "openai/clip-vit-base-patch16", True, "OpenAI CLIP ViT-B/16 at 224 px: the common CLIP baseline, fast.", "clip", 224),
         ModelSpec(
             "toy-shapes",
             "builtin:toy-shapes",
             True,
             "A small SigLIP trained here (2 to 3 minutes, once) on generated shapes: the offline demo's model; knows no real video.",
+            "siglip",
+            RECIPE.image_size,
         ),
         ModelSpec(
             "tiny-random",
             "builtin:tiny-random",
             False,
             "A tiny untrained SigLIP built locally for offline smoke tests; its numbers are meaningless.",
+            "siglip",
+            TINY.image_size,
+        ),
+        ModelSpec(
+            "tiny-clip",
+            "builtin:tiny-clip",
+            False,
+            "A tiny untrained CLIP built locally, for offline tests of the CLIP path; its numbers are meaningless.",
+            "clip",
+            TINY.image_size,
+        ),
+        ModelSpec(
+            "tiny-siglip2",
+            "builtin:tiny-siglip2",
+            False,
+            "A tiny untrained SigLIP 2 (fixed resolution) built locally, for offline tests; its numbers are meaningless.",
+            "siglip2",
+            TINY.image_size,
         ),
         ModelSpec(
             "base-random",
             "builtin:base-random",
             False,
             "An untrained SigLIP of base size built locally, for speed measurements offline; numbers are meaningless.",
+            "siglip",
+            BASE.image_size,
         ),
     )
 }
@@ -105,8 +146,11 @@ class ModelIdentity:
     caveat: str | None  # the banner every run with this model shows, if any
     dtype_name: str  # what the towers compute in (weights stay float32; others are autocast)
     image_size: tuple[int, int]
-    logit_scale: float
+    logit_scale: float  # the affinity's sigmoid: the checkpoint's own under calibration "sigmoid" (actalign.calibration)
     logit_bias: float
+    family: str = "siglip"  # a key of actalign.calibration.FAMILY_DEFAULT
+    calibration: str = calibrations.PAPER
+    centre_crop: bool = False  # frames are resized to cover image_size and centre-cropped (CLIP), not stretched to it (SigLIP)
 
 
 @dataclass(frozen=True)
@@ -153,7 +197,7 @@ def _with_revision(hub_id: str, revision: str | None) -> str:
 
 def identity_for(config: RunConfig) -> ModelIdentity:
     """The run's model identity read from its files, nothing built or loaded (``ModelNotLocalError`` if not here yet)."""
-    return read_identity(config.model, "bfloat16" if config.bf16 else "float32", config.revision)
+    return read_identity(config.model, "bfloat16" if config.bf16 else "float32", config.revision, config.calibration)
 
 
 def fetch_identity(config: RunConfig) -> ModelIdentity:
@@ -176,7 +220,8 @@ def fetch_identity(config: RunConfig) -> ModelIdentity:
     except ModelNotLocalError:
         from actalign.models import load_encoder
 
-        return load_encoder(config.model, device="cpu", batch_size=1, bf16=config.bf16, revision=config.revision).identity
+        options = {"revision": config.revision, "calibration": config.calibration}
+        return load_encoder(config.model, device="cpu", batch_size=1, bf16=config.bf16, **options).identity
 
 
 def _fetch_files(target: Target) -> None:
@@ -204,7 +249,8 @@ def encoder_for(config: RunConfig) -> Encoder:
     from actalign.models import load_encoder
 
     _limit_torch_threads()
-    return load_encoder(config.model, device=config.device, batch_size=config.batch_size, bf16=config.bf16, revision=config.revision)
+    options = {"revision": config.revision, "calibration": config.calibration}
+    return load_encoder(config.model, device=config.device, batch_size=config.batch_size, bf16=config.bf16, **options)
 
 
 TORCH_THREADS_ENV = "ACTALIGN_TORCH_THREADS"
@@ -242,18 +288,19 @@ def _limit_torch_threads() -> None:
         torch.set_num_threads(threads)
 
 
-def read_identity(ref: str, dtype_name: str = "float32", revision: str | None = None) -> ModelIdentity:
+def read_identity(ref: str, dtype_name: str = "float32", revision: str | None = None, calibration: str | None = None) -> ModelIdentity:
     """The identity of a model already on this machine, from its files: nothing is built, downloaded or loaded.
 
+    ``calibration``: a name of ``actalign.calibration.CHOICES``; None: the family's default.
     Raises ``ModelNotLocalError`` when the model would first have to be built or
-    downloaded, and ``ModelNotFoundError`` when its files do not describe a SigLIP.
+    downloaded, and ``ModelNotFoundError`` when its files do not describe a model actalign loads.
     """
     target = resolve(ref, revision, build=False)
     folder = local_folder(target)
-    calibration = read_calibration(folder)
-    if calibration is None:
+    logits = read_calibration(folder)
+    if logits is None:
         raise ModelNotLocalError(f"{ref!r}: its weights are not in safetensors format, so its calibration is known only by loading it.")
-    return identity_of(ref, target, folder, dtype_name, calibration)
+    return identity_of(ref, target, folder, dtype_name, logits, calibration)
 
 
 def local_folder(target: Target) -> Path:
@@ -271,9 +318,17 @@ def local_folder(target: Target) -> Path:
     return folder
 
 
-def identity_of(ref: str, target: Target, folder: Path, dtype_name: str, calibration: tuple[float, float]) -> ModelIdentity:
-    """The identity of the model in ``folder``; ``calibration`` is (logit_scale, logit_bias)."""
+def identity_of(
+    ref: str, target: Target, folder: Path, dtype_name: str, logits: tuple[float, float | None], calibration: str | None = None
+) -> ModelIdentity:
+    """The identity of the model in ``folder``; ``logits`` is the checkpoint's (logit_scale, logit_bias or None).
+
+    ``calibration`` (None: the family's default) turns them into the affinity's scale and bias.
+    """
     trained = target.registry_trained and not (folder / UNTRAINED_MARKER).exists()
+    family = model_family(folder, ref)
+    chosen = calibrations.check_choice(calibration or calibrations.default_for(family), family, logits[1] is not None)
+    scale, bias = calibrations.effective(chosen, family, *logits)
     return ModelIdentity(
         ref=ref,
         model_id=target.model_id,
@@ -283,8 +338,29 @@ def identity_of(ref: str, target: Target, folder: Path, dtype_name: str, calibra
         caveat=model_caveat(folder, trained),
         dtype_name=dtype_name,
         image_size=image_size(folder, ref),
-        logit_scale=calibration[0],
-        logit_bias=calibration[1],
+        logit_scale=scale,
+        logit_bias=bias,
+        family=family,
+        calibration=chosen,
+        centre_crop=bool(image_processor_settings(folder).get("do_center_crop")),
+    )
+
+
+_CLIP_TYPES = ("clip", "metaclip_2")  # softmax-trained dual encoders with CLIP's towers and processor
+_SIGLIP2_TOKENIZERS = ("GemmaTokenizer", "GemmaTokenizerFast", "Siglip2Tokenizer")
+
+
+def model_family(folder: Path, ref: str) -> str:
+    """``siglip``, ``siglip2`` (fixed resolution: a SigLIP with Gemma's tokenizer) or ``clip``, from the folder's configs."""
+    model_type = _json(folder / "config.json").get("model_type")
+    if model_type in _CLIP_TYPES:
+        return "clip"
+    if model_type == "siglip":
+        tokenizer = _json(folder / "tokenizer_config.json").get("tokenizer_class")
+        return "siglip2" if tokenizer in _SIGLIP2_TOKENIZERS else "siglip"
+    raise ModelNotFoundError(
+        f"{ref!r} is a {model_type!r} model; actalign loads SigLIP, SigLIP 2 at fixed resolution "
+        f"(model_type 'siglip') and CLIP-family dual encoders ({', '.join(_CLIP_TYPES)})."
     )
 
 
@@ -297,16 +373,21 @@ def fingerprint(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def image_size(folder: Path, ref: str) -> tuple[int, int]:
-    """(height, width) the image processor resizes to; a SigLIP has a fixed one.
-
-    The image processor's settings are in preprocessor_config.json, or (as transformers 5
-    saves them) under "image_processor" in processor_config.json.
-    """
+def image_processor_settings(folder: Path) -> dict:
+    """The image processor's settings: preprocessor_config.json, or (as transformers 5 saves them) processor_config.json's "image_processor"."""
     settings = _json(folder / "preprocessor_config.json") or _json(folder / "processor_config.json").get("image_processor") or {}
-    size = settings.get("size") if isinstance(settings, dict) else None
+    return settings if isinstance(settings, dict) else {}
+
+
+def image_size(folder: Path, ref: str) -> tuple[int, int]:
+    """(height, width) of the image the model sees: the centre crop's where the processor crops (CLIP), else its fixed resize (SigLIP)."""
+    settings = image_processor_settings(folder)
+    crop = settings.get("do_center_crop")
+    size = settings.get("crop_size") if crop else settings.get("size")
+    if crop and isinstance(size, int):  # older CLIP configs: "crop_size": 336
+        return size, size
     if not isinstance(size, dict) or size.get("height") is None or size.get("width") is None:
-        raise ModelNotFoundError(f"{ref!r}: its image processor settings name no fixed height/width; not a SigLIP folder.")
+        raise ModelNotFoundError(f"{ref!r}: its image processor settings name no fixed height/width (or crop); not a model actalign loads.")
     return int(size["height"]), int(size["width"])
 
 
@@ -319,19 +400,29 @@ def _json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def read_calibration(folder: Path) -> tuple[float, float] | None:
-    """(logit_scale, logit_bias) from the safetensors header and data, without torch; None for other weight formats."""
+def read_calibration(folder: Path) -> tuple[float, float | None] | None:
+    """(logit_scale, logit_bias) from the safetensors header and data, without torch; the bias None for a
+    softmax-trained model (CLIP), the whole None for other weight formats."""
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
         files = {name: folder / weight_map[name] for name in ("logit_scale", "logit_bias") if name in weight_map}
     elif (folder / "model.safetensors").is_file():
-        files = dict.fromkeys(("logit_scale", "logit_bias"), folder / "model.safetensors")
+        single = folder / "model.safetensors"
+        files = {name: single for name in ("logit_scale", "logit_bias") if name in _safetensors_header(single)}
     else:
         return None
-    if len(files) != 2:
+    if "logit_scale" not in files:
         return None
-    return _safetensors_scalar(files["logit_scale"], "logit_scale"), _safetensors_scalar(files["logit_bias"], "logit_bias")
+    bias = _safetensors_scalar(files["logit_bias"], "logit_bias") if "logit_bias" in files else None
+    return _safetensors_scalar(files["logit_scale"], "logit_scale"), bias
+
+
+def _safetensors_header(path: Path) -> dict:
+    """The JSON header of a safetensors file (8-byte little-endian length, then the header)."""
+    with path.open("rb") as handle:
+        (header_length,) = struct.unpack("<Q", handle.read(8))
+        return json.loads(handle.read(header_length))
 
 
 def _safetensors_scalar(path: Path, name: str) -> float:

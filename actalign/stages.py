@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
+from actalign.calibration import PAPER
 from actalign.classes import TEXT_KINDS, ClassSpec
 from actalign.keys import stage_key
 from actalign.scorers import smooths
@@ -97,6 +98,7 @@ ACQUIRE = Stage(
     (
         Setting("fps", lambda config, model: config.fps),
         Setting("image_size", lambda config, model: list(model.image_size)),
+        Setting("centre_crop", lambda config, model: model.centre_crop or None),  # None (stretched): keys from before crops existed
         *MODEL_SETTINGS,
         Setting("max_height", lambda config, model: config.download.max_height, "indirect"),  # in a remote video's media key
         Setting("margin_s", lambda config, model: config.download.margin_s, "indirect"),
@@ -135,8 +137,10 @@ SCORE = Stage(
     (
         Setting("scorers", lambda config, model: list(config.scorers), "indirect"),  # each pair's key hashes its own scorer
         Setting("smoothing", lambda config, model: config.smoothing, only=smooths),
-        Setting("logit_scale", lambda config, model: model.logit_scale),
+        Setting("logit_scale", lambda config, model: model.logit_scale),  # the affinity's, as the calibration makes it
         Setting("logit_bias", lambda config, model: model.logit_bias),
+        # None for the paper's, so results keyed before calibrations existed keep their keys.
+        Setting("calibration", lambda config, model: None if model.calibration == PAPER else model.calibration),
     ),
 )
 

@@ -1,8 +1,11 @@
-"""Untrained SigLIPs built in code, so tests, demos and benchmarks run without the hub.
+"""Untrained models built in code, so tests, demos and benchmarks run without the hub.
 
 Their scores are meaningless. ``tiny-random`` exercises the real loading path
 (``save_pretrained`` then ``AutoModel.from_pretrained``) in seconds, offline;
-``base-random`` has the shape of SigLIP base, for realistic speed measurements.
+``base-random`` has the shape of SigLIP base, for realistic speed measurements;
+``tiny-clip`` and ``tiny-siglip2`` do the same for the other families: a CLIP
+(byte-level BPE tokenizer, 77 tokens, resize and centre crop, no bias) and a
+SigLIP 2 at fixed resolution (a SigLIP with Gemma's tokenizer).
 The folder carries an ``ACTALIGN_UNTRAINED`` marker so that anything loading it,
 even by path, knows it is untrained.
 """
@@ -10,17 +13,32 @@ even by path, knows it is untrained.
 from __future__ import annotations
 
 import io
+import string
 from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
 import torch
-from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel, SiglipProcessor, SiglipTokenizer
+from transformers import (
+    CLIPConfig,
+    CLIPImageProcessorPil,
+    CLIPModel,
+    CLIPProcessor,
+    CLIPTokenizer,
+    GemmaTokenizer,
+    SiglipConfig,
+    SiglipImageProcessorPil,
+    SiglipModel,
+    SiglipProcessor,
+    SiglipTokenizer,
+)
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from actalign.builtin_models import TINY, RandomTowerSize, built_model_path
+from actalign.builtin_models import TINY, TINY_CLIP_FOLDER, TINY_SIGLIP2_FOLDER, RandomTowerSize, built_model_path
 from actalign.caveats import UNTRAINED_MARKER
 
-TINY_TEXT_LENGTH = 64  # the real SigLIP text length, so padding behaves as in production
+TINY_TEXT_LENGTH = 64  # the real SigLIP (and SigLIP 2) text length, so padding behaves as in production
+CLIP_TEXT_LENGTH = 77  # the real CLIP text length
 TINY_VOCAB_SIZE = 160  # the largest round size this corpus supports with a hard limit
 
 
@@ -53,8 +71,18 @@ def tiny_random_path() -> Path:
 
 
 def random_model_path(size: RandomTowerSize) -> Path:
-    """Build an untrained model once (per cache folder) and return its folder."""
+    """Build an untrained SigLIP once (per cache folder) and return its folder."""
     return built_model_path(size.folder, UNTRAINED_MARKER, lambda folder: _build(folder, size))
+
+
+def tiny_clip_path() -> Path:
+    """Build the untrained tiny CLIP once and return its folder."""
+    return built_model_path(TINY_CLIP_FOLDER, UNTRAINED_MARKER, _build_clip)
+
+
+def tiny_siglip2_path() -> Path:
+    """Build the untrained tiny SigLIP 2 (fixed resolution) once and return its folder."""
+    return built_model_path(TINY_SIGLIP2_FOLDER, UNTRAINED_MARKER, _build_siglip2)
 
 
 def train_tokenizer(folder: Path, corpus: Iterable[str], vocab_size: int, max_length: int) -> SiglipTokenizer:
@@ -82,32 +110,38 @@ def train_tokenizer(folder: Path, corpus: Iterable[str], vocab_size: int, max_le
     return SiglipTokenizer(vocab_file=str(vocab_file), model_max_length=max_length)
 
 
-def _build(folder: Path, size: RandomTowerSize) -> None:
-    tokenizer = train_tokenizer(folder, _CORPUS, TINY_VOCAB_SIZE, TINY_TEXT_LENGTH)
-    config = SiglipConfig(
-        text_config={
-            "vocab_size": tokenizer.vocab_size,
-            "hidden_size": size.hidden,
-            "intermediate_size": size.intermediate,
-            "num_hidden_layers": size.layers,
-            "num_attention_heads": size.heads,
-            "max_position_embeddings": TINY_TEXT_LENGTH,
-            "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "bos_token_id": None,
-        },
-        vision_config={
-            "hidden_size": size.hidden,
-            "intermediate_size": size.intermediate,
-            "num_hidden_layers": size.layers,
-            "num_attention_heads": size.heads,
-            "image_size": size.image_size,
-            "patch_size": size.patch_size,
-        },
-    )
-    with torch.random.fork_rng(devices=[]):  # deterministic weights without touching the caller's RNG
+def _towers(size: RandomTowerSize, text_length: int, tokenizer) -> tuple[dict, dict]:
+    """The text and vision tower settings of an untrained model of ``size``."""
+    layers = {"hidden_size": size.hidden, "intermediate_size": size.intermediate, "num_hidden_layers": size.layers, "num_attention_heads": size.heads}
+    text = {
+        **layers,
+        "vocab_size": tokenizer.vocab_size,
+        "max_position_embeddings": text_length,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+    }
+    return text, {**layers, "image_size": size.image_size, "patch_size": size.patch_size}
+
+
+def _seeded(make):
+    """A model with deterministic weights, without touching the caller's RNG."""
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = SiglipModel(config)
+        return make()
+
+
+def _mark_untrained(folder: Path, what: str) -> None:
+    (folder / UNTRAINED_MARKER).write_text(f"This {what} has random weights (built by actalign.tiny_model); its scores are meaningless.\n")
+
+
+def _build(folder: Path, size: RandomTowerSize) -> None:
+    _build_siglip(folder, size, train_tokenizer(folder, _CORPUS, TINY_VOCAB_SIZE, TINY_TEXT_LENGTH), "SigLIP")
+
+
+def _build_siglip(folder: Path, size: RandomTowerSize, tokenizer, what: str) -> None:
+    text, vision = _towers(size, TINY_TEXT_LENGTH, tokenizer)
+    model = _seeded(lambda: SiglipModel(SiglipConfig(text_config=text, vision_config=vision)))
     with torch.no_grad():
         # The init zeroes both; the trained checkpoints' values make scores look realistic in shape.
         model.logit_scale.fill_(2.3)
@@ -115,6 +149,31 @@ def _build(folder: Path, size: RandomTowerSize) -> None:
     image_processor = SiglipImageProcessorPil(size={"height": size.image_size, "width": size.image_size})
     model.save_pretrained(folder)
     SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    (folder / UNTRAINED_MARKER).write_text(
-        "This SigLIP has random weights (built by actalign.tiny_model); its scores are meaningless.\n"
-    )
+    _mark_untrained(folder, what)
+
+
+def _build_siglip2(folder: Path) -> None:
+    """A SigLIP 2 at fixed resolution is a SigLIP whose tokenizer is Gemma's (byte fallback, lowercased text)."""
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
+    vocab.update({f"<0x{byte:02X}>": 5 + byte for byte in range(256)})
+    for piece in "\u2581" + string.ascii_lowercase + string.digits + string.punctuation:
+        vocab.setdefault(piece, len(vocab))
+    tokenizer = GemmaTokenizer(vocab=vocab, merges=[], model_max_length=TINY_TEXT_LENGTH, padding_side="right")
+    _build_siglip(folder, TINY, tokenizer, "SigLIP 2")
+
+
+def _build_clip(folder: Path) -> None:
+    """CLIP's byte-level BPE with no merges (one token per byte), its 77 tokens, and its resize-then-crop processor."""
+    characters = list(bytes_to_unicode().values())
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    vocab.update({piece: len(vocab) + i for i, piece in enumerate([*characters, *(c + "</w>" for c in characters)])})
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=CLIP_TEXT_LENGTH)
+    text, vision = _towers(TINY, CLIP_TEXT_LENGTH, tokenizer)
+    model = _seeded(lambda: CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=TINY.hidden // 2)))
+    with torch.no_grad():
+        model.logit_scale.fill_(4.6052)  # ln(100): where CLIP's learned temperature ends (it is capped there)
+    side = TINY.image_size
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+    model.save_pretrained(folder)
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    _mark_untrained(folder, "CLIP")

@@ -420,7 +420,7 @@ def plain_loop(config: Any, batching: str = "shard") -> dict[str, Any]:
         videos = inputs.videos[first : first + group]
         mark = time.perf_counter()
         sampled = [
-            np.stack([image for _, image in iter_sampled_frames(v.source, config.fps, encoder.image_size, v.start_s, v.end_s, obfuscation=v.obfuscation)])
+            np.stack([image for _, image in iter_sampled_frames(v.source, config.fps, encoder.image_size, v.start_s, v.end_s, v.obfuscation, encoder.identity.centre_crop)])
             for v in videos
         ]
         now = time.perf_counter()

@@ -31,17 +31,28 @@ Proxies (``PROXIES``), each a list of ``Trial``: one video, its candidates, the 
   ready") do on real footage before and after an action.
 
 Everything is drawn from one ``numpy.random.Generator``: a seed fixes a proxy set.
+
+Families (``FAMILY_RANGES``, ``in_family_range``): real models squeeze these cosines
+into their own range. ``in_family_range`` maps every cosine c between a frame and a
+text to gain * c + offset (exactly: two extra dimensions carry a frame and a text
+"modality" direction): SigLIP-like, a matching pair about 0.15 and an unrelated one
+about 0 +- 0.04 (so400m's kappa 117 and bias -12.9 then give the same affinities as
+``CALIBRATION`` does here); CLIP-like, a matching pair about 0.30 and an unrelated one
+about 0.15 +- 0.04 (the modality gap: every image-text cosine of CLIP is positive),
+kappa 100 and no bias. Which calibration (``actalign.calibration``) keeps the
+alignment scorers' accuracy on each is measured in ``tests/test_scorer_proxies.py``.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from actalign.scorers import Calibration, ClassTexts, Scorer
+from actalign import calibration as calibrations
+from actalign.scorers import Calibration, ClassTexts, Scorer, make_scorer
 
 DIM = 64
 VIDEO_NOISE, FRAME_NOISE, TEXT_NOISE = 1.0, 0.7, 0.75  # noise norms relative to the unit concept
@@ -164,3 +175,63 @@ def accuracy(scorer: Scorer, trials: Sequence[Trial], calibration: Calibration =
         scores = [s.score for s in scorer.score_many(trial.frames, trial.candidates, calibration)]
         wins += all(scores[trial.label] > s for i, s in enumerate(scores) if i != trial.label)
     return wins / len(trials)
+
+
+@dataclass(frozen=True)
+class FamilyRange:
+    """How a model family's cosines relate to the proxies' (gain * c + offset), and its checkpoint's logits."""
+
+    gain: float
+    offset: float
+    logit_scale: float
+    logit_bias: float | None  # None: softmax-trained, no bias
+
+
+FAMILY_RANGES = {
+    "siglip": FamilyRange(0.3, 0.0, float(np.log(117.3)), -12.9),  # about so400m's own values
+    "clip": FamilyRange(0.3, 0.15, float(np.log(100.0)), None),  # CLIP's temperature ends at its cap, 100
+}
+
+
+def in_family_range(trials: Sequence[Trial], family: str) -> list[Trial]:
+    """The trials with every frame-text cosine c mapped to gain * c + offset (``FAMILY_RANGES``), all rows still unit."""
+    spec = FAMILY_RANGES[family]
+    rest = np.sqrt(1.0 - spec.gain)
+    gap = spec.offset / (1.0 - spec.gain)  # the cosine of the two modality directions
+    frame_side, text_side = np.array([1.0, 0.0]), np.array([gap, np.sqrt(1.0 - gap**2)])
+
+    def lift(rows: np.ndarray | None, side: np.ndarray) -> np.ndarray | None:
+        if rows is None:
+            return None
+        rows = np.atleast_2d(rows)
+        return np.concatenate([np.sqrt(spec.gain) * unit(rows), np.tile(rest * side, (len(rows), 1))], axis=1)
+
+    def texts(c: ClassTexts) -> ClassTexts:
+        return replace(c, steps=lift(c.steps, text_side), name=lift(c.name, text_side)[0], attributes=lift(c.attributes, text_side), subtexts=lift(c.subtexts, text_side))
+
+    return [Trial(lift(t.frames, frame_side), [texts(c) for c in t.candidates], t.label) for t in trials]
+
+
+def family_calibration(family: str, choice: str) -> Calibration:
+    """The affinity's calibration that ``choice`` makes of the family's checkpoint (``actalign.calibration.effective``)."""
+    spec = FAMILY_RANGES[family]
+    return Calibration(*calibrations.effective(choice, family, spec.logit_scale, spec.logit_bias))
+
+
+CALIBRATION_ROWS = (("siglip", "sigmoid"), ("siglip", "cosine"), ("clip", "midpoint"), ("clip", "cosine"))
+MIDPOINT_SWEEP = (0.2, 0.25, 0.3)  # CLIP-like: how far the midpoint may be off
+
+
+def calibration_table(trials: int = 400, seed: int = 0, scorer: str = "actalign") -> list[tuple[str, dict[str, float]]]:
+    """``scorer``'s top-1 accuracy per proxy, for each (family, calibration) and for CLIP-like midpoints (docs/models.md)."""
+    drawn = {proxy: make_trials(proxy, trials, seed=seed + i) for i, proxy in enumerate(PROXIES)}
+    ranged = {family: {proxy: in_family_range(drawn[proxy], family) for proxy in PROXIES} for family in FAMILY_RANGES}
+    cases = [(f"{family}-like, {choice}", family, family_calibration(family, choice)) for family, choice in CALIBRATION_ROWS]
+    kappa = float(np.exp(FAMILY_RANGES["clip"].logit_scale))
+    cases += [(f"clip-like, sigmoid centred at {m}", "clip", Calibration(FAMILY_RANGES["clip"].logit_scale, -kappa * m)) for m in MIDPOINT_SWEEP]
+    return [(label, {proxy: accuracy(make_scorer(scorer), ranged[family][proxy], cal) for proxy in PROXIES}) for label, family, cal in cases]
+
+
+if __name__ == "__main__":  # python -m benchmarks.proxies: the calibration table of docs/models.md
+    for label, row in calibration_table():
+        print(f"{label:40s}", "  ".join(f"{proxy} {value:.3f}" for proxy, value in row.items()))

@@ -13,8 +13,10 @@ from typing import Annotated, Optional
 import typer
 import yaml
 
+from actalign.calibration import CHOICES as CALIBRATIONS
 from actalign.cli.display import console, print_error, print_failures, print_line, print_model_banner, print_result, working
 from actalign.cli.environment import prepare_prefect, start_prefect
+from actalign.cli.models import models as models_command
 from actalign.cli.prompt import prompt_app
 from actalign.cli.sql import sql as sql_command
 from actalign.cli.sweep import sweep as sweep_command
@@ -70,6 +72,7 @@ def run(
     benchmark: Annotated[Optional[str], typer.Option("--benchmark", help="actionatlas: the ActionAtlas v1.0 questions (videos from YouTube, candidates, labels, text obfuscation).")] = None,
     model: Annotated[str, typer.Option("--model", help=MODEL_HELP)] = DEFAULT_MODEL,
     revision: Annotated[Optional[str], typer.Option("--revision", help="Branch, tag or commit of a Hugging Face hub model (recorded; part of the model's key).")] = None,
+    calibration: Annotated[Optional[str], typer.Option("--calibration", help=f"How cosines become the affinities the scorers align: {', '.join(CALIBRATIONS)} (default: the model family's; `actalign models` lists them).")] = None,
     workdir: WorkdirOption = DEFAULT_WORKDIR,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N videos of the manifest (after filtering): a smoke test. Recorded in the run's config.")] = None,
     scorer: Annotated[Optional[list[str]], typer.Option("--scorer", help=f"Scorer to run, one of {', '.join(SCORER_NAMES)}; repeat for several. Default: {' and '.join(DEFAULT_SCORERS)}.")] = None,
@@ -282,6 +285,7 @@ def scripts(
 
 app.command("sql")(sql_command)
 app.command("sweep")(sweep_command)
+app.command("models")(models_command)
 
 
 @app.command()

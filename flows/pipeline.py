@@ -140,6 +140,8 @@ def _run_stages(
             "id": model.model_id,
             "fingerprint": model.fingerprint,
             "dtype": model.dtype_name,
+            "family": model.family,
+            "calibration": model.calibration,  # the affinity's scale and bias below are what it made of the checkpoint's
             "logit_scale": model.logit_scale,
             "logit_bias": model.logit_bias,
         },

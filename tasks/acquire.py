@@ -135,7 +135,8 @@ def _stream(workdir: Workdir, items: list[_Item], config: RunConfig, encoder: En
                 item.fetched = fetched
                 video = item.video
                 end = fetched.offset_s + (video.end_s - (video.start_s or 0.0)) if video.end_s is not None else None
-                return iter_sampled_frames(fetched.path, config.fps, encoder.image_size, fetched.offset_s, end, obfuscation=video.obfuscation)
+                options = {"obfuscation": video.obfuscation, "centre_crop": encoder.identity.centre_crop}
+                return iter_sampled_frames(fetched.path, config.fps, encoder.image_size, fetched.offset_s, end, **options)
 
             return open_frames
 

@@ -196,6 +196,35 @@ def test_display_rotation_is_applied(tmp_path: Path, rotation: int) -> None:
         np.testing.assert_allclose(quarter[2:-2, 2:-2].mean(axis=(0, 1)), colour, atol=40)
 
 
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_centre_crop_keeps_the_aspect_and_the_centre(tmp_path: Path, rotation: int) -> None:
+    """CLIP's frames: resized to cover the model's square and cropped at its centre, not stretched into it."""
+    upright = np.zeros((32, 64, 3), dtype=np.uint8)  # landscape: red left quarter, green centre half, blue right quarter
+    upright[:, :16], upright[:, 16:48], upright[:, 48:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    stored = np.ascontiguousarray(np.rot90(upright, -rotation // 90))
+    path = write_video(tmp_path / "wide.mp4", [stored] * 3, NATIVE_FPS, options=LOSSLESS, rotation=rotation)
+    cropped = sample_frames(path, fps=NATIVE_FPS, size=(16, 16), centre_crop=True).frames[0].astype(int)
+    stretched = sample_frames(path, fps=NATIVE_FPS, size=(16, 16)).frames[0].astype(int)
+    assert cropped.shape == stretched.shape == (16, 16, 3)
+    np.testing.assert_allclose(cropped[2:-2, 2:-2].mean(axis=(0, 1)), (0, 255, 0), atol=40)  # only the centre half
+    np.testing.assert_allclose(stretched[4:-4, :2].mean(axis=(0, 1)), (255, 0, 0), atol=40)  # stretched: the red edge stays
+
+
+@pytest.mark.parametrize("name", _clip_params()[:3])
+def test_centre_crop_sees_what_clips_image_processor_sees(name: str) -> None:
+    """The decoder's resize-and-crop matches CLIP's processor on the full frame (resamplers differ by a few levels)."""
+    from transformers import CLIPImageProcessorPil
+
+    path = _clip(name)
+    full = sample_frames(path, fps=1.0, size=None).frames[:3]
+    assert full.shape[1] != full.shape[2]  # not square: stretching and cropping differ
+    processor = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}, do_rescale=False, do_normalize=False)
+    reference = processor(images=list(full), return_tensors="np", input_data_format="channels_last").pixel_values.transpose(0, 2, 3, 1)
+    cropped = sample_frames(path, fps=1.0, size=(224, 224), centre_crop=True).frames[:3].astype(float)
+    stretched = sample_frames(path, fps=1.0, size=(224, 224)).frames[:3].astype(float)
+    assert np.abs(cropped - reference).mean() < 4.0 < np.abs(stretched - reference).mean()
+
+
 # --- bad input ------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from actalign.cli.main import app
+from actalign.models import load_encoder
 
 CLASSES = "classes:\n  - action: Kick\n    steps: [lift the knee, snap the leg]\n  - action: Punch\n    steps: [draw back, strike]\n"
 
@@ -121,3 +122,12 @@ def test_a_suggested_command_arrives_whole_in_a_narrow_terminal_and_in_a_pipe(tm
         lines = text.splitlines()
         command = shlex.split(lines[lines.index(next(line for line in lines if line.endswith("check the id with:"))) + 1])
         assert command == ["actalign", "sql", "--workdir", str(workdir), "SELECT run_id, video_id, scorer FROM predictions"], text
+
+
+def test_a_calibration_is_checked_by_name_and_against_the_models_family(tmp_path):
+    manifest, classes = inputs(tmp_path)
+    result, said = invoke("config", "--videos", manifest, "--classes", classes, "--calibration", "cosin")
+    assert result.exit_code == 2 and "--calibration: unknown calibration 'cosin'; did you mean 'cosine'" in said
+    load_encoder("tiny-clip", device="cpu", batch_size=4)  # built: status reads its identity (an unbuilt model is only planned)
+    result, said = invoke("status", "--model", "tiny-clip", "--calibration", "sigmoid", "--videos", manifest, "--classes", classes, "--workdir", tmp_path / "w")
+    assert result.exit_code == 2 and "--calibration 'sigmoid' needs the checkpoint's logit_bias" in said and "use 'midpoint' or 'cosine'" in said

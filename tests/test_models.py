@@ -149,7 +149,7 @@ def test_torch_normalisation_equals_the_image_processor(enc: Encoder):
 
 def test_text_is_padded_to_max_length_and_batch_independent(enc: Encoder):
     short, long_text = "a gymnast flips", " ".join(["the swimmer dives into the pool"] * 100)
-    assert enc.tokenize([short]).shape == enc.tokenize([long_text]).shape == (1, 64)
+    assert enc.tokenize([short])["input_ids"].shape == enc.tokenize([long_text])["input_ids"].shape == (1, 64)
     texts = [short, long_text, "a red circle beside a blue square", "boxing", "qwxz unseen wörds 123"]
     emb = enc.embed_texts(texts)
     assert emb.shape == (5, enc.embed_dim) and emb.dtype == np.float32 and np.isfinite(emb).all()

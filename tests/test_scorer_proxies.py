@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import pytest
 
+from actalign.calibration import default_for
 from actalign.scorers import SCORER_NAMES, make_scorer
-from benchmarks.proxies import PROXIES, accuracy, make_trials
+from benchmarks.proxies import PROXIES, accuracy, family_calibration, in_family_range, make_trials
 
 TRIALS, SEED, CHANCE = 400, 0, 0.2
 ORDER_FREE = ("mean-pool", "max-pool", "attribute-saliency", "attribute-saliency-augmented", "storyboard", "ost")
@@ -56,3 +57,35 @@ def test_background_frames_hurt_forced_alignment_but_not_subsequences_or_calibra
     assert background["drop-dtw"] <= order["drop-dtw"] - 0.05
     for name in ORDER_FREE:
         assert abs(background[name] - CHANCE) <= 0.09, (name, background[name])
+
+
+# Calibration (actalign.calibration) on the proxies with each family's similarity range (benchmarks.proxies.in_family_range).
+ALIGNMENT = ("actalign", "actalign-segment", "actalign-subsequence", "drop-dtw", "drop-dtw-calibrated")
+
+
+@pytest.fixture(scope="module")
+def by_calibration() -> dict[tuple[str, str], dict[str, dict[str, float]]]:
+    """(family, calibration) -> proxy -> alignment scorer -> top-1 accuracy, on the same trials as ``table``."""
+    trials = {proxy: make_trials(proxy, TRIALS, seed=SEED + i) for i, proxy in enumerate(PROXIES)}
+    out = {}
+    for family, choice in (("siglip", "sigmoid"), ("siglip", "cosine"), ("clip", "midpoint"), ("clip", "cosine")):
+        calibration = family_calibration(family, choice)
+        ranged = {proxy: in_family_range(trials[proxy], family) for proxy in PROXIES}
+        out[family, choice] = {proxy: {name: accuracy(make_scorer(name), ranged[proxy], calibration) for name in ALIGNMENT} for proxy in PROXIES}
+    return out
+
+
+def test_each_familys_default_calibration_keeps_the_alignment_scorers_accuracy(by_calibration):
+    siglip, clip = by_calibration["siglip", default_for("siglip")], by_calibration["clip", default_for("clip")]
+    for proxy in PROXIES:
+        for name in ALIGNMENT:
+            assert siglip[proxy][name] >= 0.65, (proxy, name, siglip[proxy][name])  # worst seen: 0.69, brief-action, drop-dtw-calibrated
+            assert clip[proxy][name] >= siglip[proxy][name] - 0.06, (proxy, name, clip[proxy][name], siglip[proxy][name])
+
+
+def test_cosine_affinities_lose_what_a_calibrated_sigmoid_sees(by_calibration):
+    """Without a temperature the affinities differ too little: the brief moment and the background are lost."""
+    for family in ("siglip", "clip"):
+        calibrated, cosine = by_calibration[family, default_for(family)], by_calibration[family, "cosine"]
+        for proxy in ("brief-action", "background"):
+            assert cosine[proxy]["actalign"] <= calibrated[proxy]["actalign"] - 0.2, (family, proxy)
