@@ -7,6 +7,7 @@ torch and transformers only when called.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -94,14 +95,19 @@ def models_cache_dir() -> Path:
 def built_model_path(name: str, marker: str, build: Callable[[Path], None]) -> Path:
     """The cache folder ``name``, built by ``build`` the first time; ``marker`` is the file that says it is complete.
 
-    Safe against concurrent builders: each builds in a private temporary sibling
-    and renames it into place; a loser of the race discards its copy.
+    Built once however many threads and processes ask: they take turns on a lock
+    file beside it (the toy model trains for minutes; two processes must not both
+    train it), and the build goes to a private temporary sibling renamed into
+    place, so a killed builder leaves no half-built folder.
     """
     final = models_cache_dir() / name
-    with _BUILD_LOCK:
+    if (final / marker).is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with _BUILD_LOCK, open(final.parent / f".{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
         if (final / marker).is_file():
             return final
-        final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
         try:
@@ -109,7 +115,7 @@ def built_model_path(name: str, marker: str, build: Callable[[Path], None]) -> P
             os.rename(tmp, final)
         except OSError:
             if not (final / marker).is_file():
-                raise  # not a lost race: a real failure
+                raise  # not a copy renamed into place by a builder that took no lock (an older actalign)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return final

@@ -1,5 +1,9 @@
 """Shared fixtures. The environment is set before anything imports Prefect or transformers:
-offline hub (a hub id would otherwise hang for minutes), a private model cache and Prefect home."""
+offline hub (a hub id would otherwise hang for minutes), a private model cache and Prefect home.
+
+Under pytest-xdist (``make test`` runs two workers) the model cache is shared by the run's
+workers, so the toy model is trained once (``built_model_path`` locks across processes);
+each worker keeps its own Prefect home."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import tempfile
 from pathlib import Path
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="actalign-tests-"))
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # the same in every worker of one run
+_CACHE = Path(tempfile.gettempdir()) / f"actalign-tests-{_RUN_ID}" / "cache" if _RUN_ID else _SESSION_DIR / "cache"
 os.environ.update(
     {
         "HF_HUB_OFFLINE": "1",
@@ -16,7 +22,7 @@ os.environ.update(
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_HOME": str(_SESSION_DIR / "prefect"),
-        "ACTALIGN_CACHE": str(_SESSION_DIR / "cache"),
+        "ACTALIGN_CACHE": str(_CACHE),
     }
 )
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -255,3 +257,30 @@ def test_bf16_autocast_runs_on_cpu_and_is_close(enc: Encoder):
         assert half_emb.dtype == np.float32
         cosine = (full_emb * half_emb).sum(1) / np.linalg.norm(full_emb, axis=1) / np.linalg.norm(half_emb, axis=1)
         assert (cosine > 0.99).all()
+
+
+BUILD_ONCE = """
+import sys, time
+from pathlib import Path
+from actalign.builtin_models import built_model_path
+
+def build(folder: Path) -> None:
+    with open(sys.argv[1], "a") as log:
+        log.write("built\\n")
+    time.sleep(1.0)  # long enough for the other process to ask meanwhile
+    (folder / "DONE").write_text("")
+
+print(built_model_path("slow-model", "DONE", build))
+"""
+
+
+def test_two_processes_asking_for_a_built_model_build_it_once(tmp_path: Path):
+    """Two `actalign demo` at once on a fresh machine must not both train the toy model for minutes."""
+    log = tmp_path / "builds.log"
+    env = {**os.environ, "ACTALIGN_CACHE": str(tmp_path / "cache")}
+    askers = [subprocess.Popen([sys.executable, "-c", BUILD_ONCE, str(log)], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    folders = {asker.communicate(timeout=120)[0].strip() for asker in askers}
+    assert [asker.returncode for asker in askers] == [0, 0]
+    assert folders == {str(tmp_path / "cache" / "models" / "slow-model")}
+    assert log.read_text() == "built\n"
+    assert not [p.name for p in (tmp_path / "cache" / "models").iterdir() if ".tmp-" in p.name]
