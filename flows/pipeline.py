@@ -104,7 +104,8 @@ def _run_stages(
         # Each task gets its own shard's videos and the config: paths and keys travel, never arrays or the model.
         acquired = {name: acquire_shard.submit(workdir, run_id, name, shard, config, model) for name, shard in video_shards.items()}
     wait_with_progress({future: len(video_shards[name]) for name, future in acquired.items()}, "acquire (decode + encode)")
-    scripts, texts = [future.result() for future in script_futures], texts_future.result()
+    with spinner("scripts and text embeddings"):  # they ran beside acquire; an LLM or a large text tower may still be busy
+        scripts, texts = [future.result() for future in script_futures], texts_future.result()
 
     results: dict[str, AcquireResult] = {}
     for name, future in acquired.items():

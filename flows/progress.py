@@ -21,7 +21,7 @@ def wait_with_progress(futures: Mapping[PrefectFuture, int], description: str) -
 
 @contextmanager
 def spinner(description: str) -> Iterator[None]:
-    """A spinner and the time so far while a step with no countable parts runs (the views, the report)."""
+    """A spinner and the time so far while a step with no countable parts runs (scripts and texts, the views, the report)."""
     columns = (TextColumn("{task.description}", markup=False), SpinnerColumn(finished_text="done"), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True)) as progress:
         step = progress.add_task(description, total=None)

@@ -84,16 +84,22 @@ def test_two_runs_started_at_once_on_one_workdir_both_complete_one_after_the_oth
     env["PREFECT_HOME"] = str(tmp_path / "prefect")  # one Prefect database for both
     command = [*CLI, "run", "--videos", str(manifest), "--classes", str(classes), "--model", "tiny-random", "--workdir", str(workdir), "--shard-size", "2"]
     logs = [tmp_path / f"run-{i}.log" for i in range(2)]
+    progress = [tmp_path / f"run-{i}.err" for i in range(2)]
     processes = []
     try:
-        for log in logs:
-            with open(log, "wb") as out:
-                processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+        for log, err in zip(logs, progress):
+            with open(log, "wb") as out, open(err, "wb") as errors:
+                processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=errors, start_new_session=True))
         codes = [process.wait(timeout=TIMEOUT_S) for process in processes]
     finally:
         for process in processes:
             stop_group(process, waits=())
-    assert codes == [0, 0], "\n\n".join(tail(log) for log in logs)
+    assert codes == [0, 0], "\n\n".join(tail(log) + tail(err) for log, err in zip(logs, progress))
+    steps = ("acquire (decode + encode)", "scripts and text embeddings", "score", "views and report")
+    for log, err in zip(logs, progress):  # every step shows its progress on stderr; stdout keeps only the results
+        shown = err.read_text(errors="replace")
+        assert all(step in shown for step in steps), shown
+        assert not [step for step in steps[:2] + steps[3:] if step in log.read_text(errors="replace")]
 
     with duckdb.connect(str(workdir / "actalign.duckdb"), read_only=True) as con:  # any DuckDB client
         runs = con.execute("SELECT run_id, pid, state, started_at, finished_at FROM runs ORDER BY started_at").fetchall()
@@ -109,7 +115,7 @@ def test_two_runs_started_at_once_on_one_workdir_both_complete_one_after_the_oth
             predictions.append(con.execute("SELECT video_id, scorer, predicted FROM predictions WHERE run_id = ? ORDER BY ALL", [run_id]).fetchall())
         assert predictions[0] == predictions[1]
 
-    output = {process.pid: flat(log.read_text(errors="replace")) for process, log in zip(processes, logs)}
+    output = {process.pid: flat(log.read_text(errors="replace") + err.read_text(errors="replace")) for process, log, err in zip(processes, logs, progress)}
     assert f"is being written by run {first} (pid {first_pid} on this host" in output[second_pid], output[second_pid]
     assert "waiting for it to finish" in output[second_pid]
     assert "waiting for it to finish" not in output[first_pid]
