@@ -1,9 +1,9 @@
 # The two commands of the README. Both create .venv in the repository on first use.
 VENV ?= .venv
 PYTHON ?= python3
-# Test processes (pytest-xdist); each test file runs whole in one of them (groups: tests/conftest.py).
+# Test processes (pytest-xdist); each test file runs whole in one of them, so module fixtures are built once.
 PYTEST_WORKERS ?= 2
-PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-fast install clean

@@ -2,8 +2,8 @@
 offline hub (a hub id would otherwise hang for minutes), a private model cache and Prefect home.
 
 Under pytest-xdist (``make test`` runs two workers) the model cache is shared by the run's
-workers, so a model is built once (``built_model_path`` locks across processes); each worker
-keeps its own Prefect home."""
+workers, so the toy model is trained once (``built_model_path`` locks across processes);
+each worker keeps its own Prefect home."""
 
 from __future__ import annotations
 
@@ -29,15 +29,6 @@ os.environ.update(
 import pytest  # noqa: E402
 
 CLIPS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup`` (the Makefile's) each test file runs whole in one process, so its module
-    fixtures are built once; the files that need the trained toy model share a process, which trains it
-    while the other process runs other files (rather than waiting minutes on the build lock)."""
-    needs_toy = {item.path for item in items if "toy_shapes" in item.fixturenames}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("toy-shapes" if item.path in needs_toy else item.path.name))
 
 
 @pytest.fixture(scope="session")
