@@ -15,7 +15,7 @@ import pytest
 
 from actalign.calibration import default_for
 from actalign.scorers import SCORER_NAMES, make_scorer
-from benchmarks.proxies import PROXIES, accuracy, family_calibration, in_family_range, make_trials
+from benchmarks.proxies import CALIBRATION_ROWS, PROXIES, accuracy, family_calibration, in_family_range, make_trials
 
 TRIALS, SEED, CHANCE = 400, 0, 0.2
 ORDER_FREE = ("mean-pool", "max-pool", "attribute-saliency", "attribute-saliency-augmented", "storyboard", "ost")
@@ -68,7 +68,7 @@ def by_calibration() -> dict[tuple[str, str], dict[str, dict[str, float]]]:
     """(family, calibration) -> proxy -> alignment scorer -> top-1 accuracy, on the same trials as ``table``."""
     trials = {proxy: make_trials(proxy, TRIALS, seed=SEED + i) for i, proxy in enumerate(PROXIES)}
     out = {}
-    for family, choice in (("siglip", "sigmoid"), ("siglip", "cosine"), ("clip", "midpoint"), ("clip", "cosine")):
+    for family, choice in CALIBRATION_ROWS:
         calibration = family_calibration(family, choice)
         ranged = {proxy: in_family_range(trials[proxy], family) for proxy in PROXIES}
         out[family, choice] = {proxy: {name: accuracy(make_scorer(name), ranged[proxy], calibration) for name in ALIGNMENT} for proxy in PROXIES}
