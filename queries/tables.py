@@ -24,7 +24,8 @@ Source = Workdir | Session
 
 
 @contextmanager
-def _open(source: Source) -> Iterator[Session]:
+def open_source(source: Source) -> Iterator[Session]:
+    """The caller's session as it is, or a new one on a workdir: a task that asks several questions shares one."""
     if isinstance(source, Session):
         yield source
     else:
@@ -37,19 +38,19 @@ def _open(source: Source) -> Iterator[Session]:
 
 def latest_run(source: Source) -> str | None:
     """The most recently started run, or None on an empty workdir."""
-    with _open(source) as s:
+    with open_source(source) as s:
         rows = s.named("latest_run").rows
     return rows[0][0] if rows else None
 
 
 def run_info(source: Source, run_id: str) -> dict[str, Any] | None:
-    with _open(source) as s:
+    with open_source(source) as s:
         records = s.named("run_info", run_id=run_id).records()
     return records[0] if records else None
 
 
 def run_scripts(source: Source, run_id: str) -> Result:
-    with _open(source) as s:
+    with open_source(source) as s:
         return s.named("run_scripts", run_id=run_id)
 
 
@@ -68,7 +69,7 @@ def accuracy_rows(
     """The ``accuracy`` (or ``accuracy_by_domain``) view's rows of ``runs`` (fractions in 0..1), each with
     percentile bootstrap intervals added as ``top{k}_boot_lo`` / ``top{k}_boot_hi`` (None when n = 0)."""
     runs = list(dict.fromkeys(runs))
-    with _open(source) as s:
+    with open_source(source) as s:
         view = s.named("accuracy_by_domain" if by_domain else "accuracy", runs=runs).records()
         counts = s.named("rank_counts", runs=runs).rows
     buckets: dict[tuple, np.ndarray] = defaultdict(lambda: np.zeros(stats.BUCKETS, dtype=np.int64))
@@ -102,7 +103,7 @@ def comparison_rows(
     scored (paired by video_id and label), with a paired bootstrap interval ``diff_top{k}_lo/_hi``."""
     rows = list(dict.fromkeys((str(r), str(s)) for r, s in rows))
     runs = list(dict.fromkeys([r for r, _ in rows] + [baseline[0]]))
-    with _open(source) as s:
+    with open_source(source) as s:
         accuracy = {(a["run_id"], a["scorer"]): a for a in accuracy_rows(s, runs, resamples=resamples, seed=seed, level=level)}
         paired = s.named("paired_rank_counts", runs=runs, baseline_run=baseline[0], baseline_scorer=baseline[1]).rows
     pairs: dict[tuple[str, str], np.ndarray] = defaultdict(lambda: np.zeros((stats.BUCKETS, stats.BUCKETS), dtype=np.int64))
@@ -133,23 +134,23 @@ def comparison_rows(
 
 
 def left_out_reasons(source: Source, run_id: str) -> Result:
-    with _open(source) as s:
+    with open_source(source) as s:
         return s.named("left_out_reasons", run_id=run_id)
 
 
 def disagreements(source: Source, run_id: str, scorer_a: str, scorer_b: str, limit: int | None = None) -> Result:
-    with _open(source) as s:
+    with open_source(source) as s:
         return s.named("disagreements", run_id=run_id, scorer_a=scorer_a, scorer_b=scorer_b, limit=limit)
 
 
 def worst_errors(source: Source, run_id: str, scorer: str, limit: int) -> Result:
-    with _open(source) as s:
+    with open_source(source) as s:
         return s.named("worst_errors", run_id=run_id, scorer=scorer, limit=limit)
 
 
 def margins(source: Source, run_id: str) -> dict[str, np.ndarray]:
     """scorer -> the margins of its scored videos (label score minus the best other score)."""
-    with _open(source) as s:
+    with open_source(source) as s:
         rows = s.named("margins", run_id=run_id).rows
     by_scorer: dict[str, list[float]] = defaultdict(list)
     for scorer, _, margin in rows:
@@ -187,7 +188,7 @@ PREDICTIONS_TITLE = {
 
 def has_labels(source: Source, run_id: str) -> bool:
     """Whether any video of the run has a label: without one there is no accuracy to compute."""
-    with _open(source) as s:
+    with open_source(source) as s:
         return bool(s.sql("SELECT count(label) FROM videos WHERE run_id = ?", [run_id]).rows[0][0])
 
 
@@ -195,7 +196,7 @@ def predictions(source: Source, run_id: str) -> Result:
     """One row per video: the label and each scorer's prediction (``PREDICTIONS_TITLE`` says how to read it).
     With labels a * marks a correct one; without, each prediction carries its score and its margin over the
     runner-up, the only confidence an unlabelled run has."""
-    with _open(source) as s:
+    with open_source(source) as s:
         scorers = [row[0] for row in s.sql("SELECT DISTINCT scorer FROM predictions WHERE run_id = ? ORDER BY 1", [run_id]).rows]
         if has_labels(s, run_id):
             label = ", coalesce(any_value(label), '') AS label"
@@ -214,5 +215,5 @@ def predictions(source: Source, run_id: str) -> Result:
 
 
 def failures(source: Source, run_id: str) -> Result:
-    with _open(source) as s:
+    with open_source(source) as s:
         return s.named("failures", run_id=run_id)

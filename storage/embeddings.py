@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pyarrow as pa
@@ -60,8 +63,11 @@ def write_frame_embeddings(
 
 
 def read_frame_embeddings(path: Path) -> np.ndarray:
-    """(T, d) frame embeddings in frame order."""
-    table = read(path).sort_by("frame_idx")
+    """(T, d) frame embeddings in frame order: only the two columns that say so are read (a quarter of the time)."""
+    table = read(path, columns=["frame_idx", "embedding"])
+    order = table.column("frame_idx").to_numpy()
+    if (order[1:] < order[:-1]).any():  # written in order; a file from elsewhere may not be
+        table = table.sort_by("frame_idx")
     return to_numpy(table.column("embedding"))
 
 
@@ -115,10 +121,24 @@ def read_script_steps(path: Path) -> list[str]:
     return read(path).sort_by("step_idx").column("text").to_pylist()
 
 
-def read_pair_scores(path: Path) -> dict[str, tuple[float, int | None]]:
-    """The score cache of one video: pair key -> (score, path length)."""
-    table = read(path)
-    return dict(zip(table.column("pair_key").to_pylist(), zip(table.column("score").to_pylist(), table.column("path_len").to_pylist())))
+PairScores = Mapping[str, tuple[float, int | None]]
+
+
+def read_pair_scores(path: Path) -> PairScores:
+    """The score cache of one video: pair key -> (score, path length), read-only.
+
+    Remembered by the file's identity (inode, size, modification time): a run's plan reads every
+    video's cache and its score stage reads them again, and an atomic rewrite is a new inode."""
+    status = os.stat(path)
+    return _read_pair_scores(str(path), status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+@lru_cache(maxsize=2048)  # tiny files; a run of 2,048 videos plans and scores with one read each
+def _read_pair_scores(path: str, inode: int, size: int, mtime_ns: int) -> PairScores:
+    table = read(Path(path))
+    columns = (table.column(name).to_pylist() for name in ("pair_key", "score", "path_len"))
+    keys, scores, lengths = columns
+    return MappingProxyType(dict(zip(keys, zip(scores, lengths))))
 
 
 def write_pair_scores(path: Path, scores: dict[str, tuple[float, int | None]]) -> None:

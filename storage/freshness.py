@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -32,8 +33,9 @@ from actalign.manifest import VideoSpec
 from actalign.registry import ModelIdentity
 from actalign.script_assignment import ScriptAssignment, assign_scripts, request_item
 from actalign.storage import schemas
+from actalign.storage.embeddings import PairScores, read_pair_scores
 from actalign.storage.integrity import Stored, inspect
-from actalign.storage.parquet import read, write_atomic
+from actalign.storage.parquet import write_atomic
 from actalign.storage.records import now
 from actalign.storage.workdir import SCHEMA, Workdir
 
@@ -155,14 +157,15 @@ def plan_run(
         if video.video_id not in frames:
             continue
         frames_key = frames[video.video_id]
-        cache = _cached_pairs(workdir, frames_key)
+        cache_path = workdir.pair_scores_path(frames_key)
+        cache, relative = _cached_pairs(workdir, cache_path), str(cache_path.relative_to(workdir.root))
+        upstream = "frames changed (acquire)" if judge.changed(acquire, video.video_id, frames_key) else ""
         for candidate in video.candidates:
             keys = {kind: embeds[a.keys[video.video_id][candidate]] for kind, a in kinds.items() if candidate in a.keys.get(video.video_id, {})}
             for name in config.scorers:
                 key = stages.pair_key(name, config, model, frames_key, keys)
                 item = f"{video.video_id}/{candidate}/{name}"
-                upstream = "frames changed (acquire)" if judge.changed(acquire, video.video_id, frames_key) else ""
-                items.append(judge.pair(item, video.video_id, key, name, cache, workdir.pair_scores_path(frames_key), upstream))
+                items.append(judge.pair(item, video.video_id, key, name, cache, relative, upstream))
     return FreshnessPlan(items, settings, judge.previous.run_id)
 
 
@@ -178,12 +181,12 @@ def _script_labels(assignment: ScriptAssignment) -> dict[str, str]:
     return labels
 
 
-def _cached_pairs(workdir: Workdir, frames_key: str) -> set[str] | Stored:
-    path = workdir.pair_scores_path(frames_key)
+def _cached_pairs(workdir: Workdir, path: Path) -> PairScores | Stored:
+    """A video's pair-score cache, read as the score stage reads it: it finds the read remembered."""
     state = inspect(path)
     if state is not Stored.OK:
         return state
-    return set(read(path, columns=["pair_key"]).column("pair_key").to_pylist())
+    return read_pair_scores(path)
 
 
 class _Judge:
@@ -203,10 +206,9 @@ class _Judge:
         diff = _diff(self.previous.settings.get(stage), self.settings[stage])
         return PlanItem(stage, item, key, relative, STALE, self._reason(stage, item, key, state, new, lambda: diff or upstream))
 
-    def pair(self, item: str, video_id: str, key: str, scorer: str, cache: set[str] | Stored, path: Any, upstream: str) -> PlanItem:
-        relative = str(path.relative_to(self.workdir.root))
+    def pair(self, item: str, video_id: str, key: str, scorer: str, cache: Mapping[str, Any] | Stored, relative: str, upstream: str) -> PlanItem:
         score = stages.SCORE
-        if isinstance(cache, set) and key in cache:
+        if not isinstance(cache, Stored) and key in cache:
             return PlanItem(score.name, item, key, relative, FRESH)
         old = self.previous.settings.get(score.name)
         if old is not None and scorer not in old.get("scorers", []):

@@ -51,6 +51,11 @@ class Workdir:
         return self.cache_dir / "text_embeddings"
 
     @property
+    def figure_cache_dir(self) -> Path:
+        """Report figures drawn so far, named by what they show (queries.report.figures): copied, not redrawn."""
+        return self.cache_dir / "figures"
+
+    @property
     def quarantine_dir(self) -> Path:
         """Damaged store files moved out of the views' globs (storage.integrity)."""
         return self.root / "quarantine"
@@ -78,8 +83,7 @@ class Workdir:
         """``folder/parts``, refused (InputError) when it resolves outside ``folder`` or the workdir: every store
         and run file is named here, so a planted symlink, or a run id like ``../x``, cannot move a write elsewhere."""
         path = folder.joinpath(*parts)
-        contained(folder, path)
-        contained(self.root, path)
+        contained(folder, path, self.root)
         return path
 
     def run_record_path(self, run_id: str) -> Path:

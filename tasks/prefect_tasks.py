@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from actalign.queries.report.build import build_report
 from actalign.queries.report.write import write_files
+from actalign.queries.runner import session
 from actalign.storage.workdir import Workdir
 from actalign.tasks.acquire import acquire_videos
 from actalign.tasks.artifacts import publish_artifacts
@@ -33,10 +34,12 @@ score_shard = task(name="score-shard", retries=1, retry_delay_seconds=5, cache_p
 
 @task(name="write-report", retries=1, cache_policy=NO_CACHE)
 def write_report_task(workdir: Workdir, run_id: str, final: Mapping[str, Any] | None = None) -> Path:
-    """The run's ``report.md`` (no heatmaps: ``actalign report`` draws them) and its Prefect artifacts."""
-    report = build_report(workdir, run_id, worst=0, out_dir=workdir.run_dir(run_id), final=final)
-    path = write_files(report, ("md",))["md"]
-    write_results(workdir, run_id, final)  # results.json: a result file, not an artifact, so its failure fails the task
+    """The run's ``report.md`` (no heatmaps: ``actalign report`` draws them), ``results.json`` and its Prefect
+    artifacts, from one session over the views."""
+    with session(workdir) as db:
+        report = build_report(workdir, run_id, worst=0, out_dir=workdir.run_dir(run_id), final=final, db=db)
+        path = write_files(report, ("md",))["md"]
+        write_results(workdir, run_id, final, db)  # results.json: a result file, not an artifact, so its failure fails the task
     try:
         publish_artifacts(report)
     except Exception as exc:  # the results are on disk; a missing artifact must not fail the run

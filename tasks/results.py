@@ -21,7 +21,7 @@ from actalign.errors import InputError
 from actalign.llm.prompts import load_template
 from actalign.queries import stats, tables
 from actalign.queries.report.redact import redact
-from actalign.queries.runner import session
+from actalign.queries.runner import Session
 from actalign.storage.atomic import write_text_atomic
 from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
@@ -39,10 +39,10 @@ def results_path(workdir: Workdir, run_id: str) -> Path:
     return workdir.run_dir(run_id) / FILENAME
 
 
-def build_results(workdir: Workdir, run_id: str, final: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def build_results(workdir: Workdir, run_id: str, final: Mapping[str, Any] | None = None, db: Session | None = None) -> dict[str, Any]:
     """The file's content. ``final``: record fields (state, finished_at, n_failed, stage_keys) of a run that
-    writes its final record only after its results, as ``build_report`` takes them."""
-    with session(workdir) as s:
+    writes its final record only after its results, as ``build_report`` takes them; ``db``: a session to ask in."""
+    with tables.open_source(db or workdir) as s:
         info = tables.run_info(s, run_id)
         if info is None:
             raise InputError(f"no run {run_id!r} in {workdir.root}")
@@ -78,10 +78,10 @@ def build_results(workdir: Workdir, run_id: str, final: Mapping[str, Any] | None
     }
 
 
-def write_results(workdir: Workdir, run_id: str, final: Mapping[str, Any] | None = None) -> Path:
+def write_results(workdir: Workdir, run_id: str, final: Mapping[str, Any] | None = None, db: Session | None = None) -> Path:
     """Build and write ``runs/<run_id>/results.json`` atomically (a reader sees the old file or the new one)."""
     path = contained(workdir.root, results_path(workdir, run_id))
-    text = json.dumps(build_results(workdir, run_id, final), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    text = json.dumps(build_results(workdir, run_id, final, db), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     return write_text_atomic(text, path)
 
 

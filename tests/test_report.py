@@ -168,6 +168,27 @@ def test_cli_report_rejects_bad_requests(pipeline_run, tmp_path):
     assert invoke("report", "--workdir", tmp_path / "empty", "--out", tmp_path).exit_code == 2
 
 
+def test_a_report_copies_the_figures_it_drew_before_and_draws_changed_ones(tmp_path, monkeypatch):
+    """An unchanged re-run's report shows the same figures without drawing them; another run's data is drawn."""
+    from actalign.queries.report import figures
+
+    workdir = write_workdir(tmp_path / "work", generate())
+    first = build_report(workdir, RUN_A, out_dir=tmp_path / "first", worst=0)
+    drawn = {f.key: f.path.read_bytes() for f in first.figures}
+    assert set(drawn) == {"by_domain", "margins"}
+
+    def refuse(*args):
+        raise AssertionError("drawn again")
+
+    monkeypatch.setattr(figures, "margins_figure", refuse)
+    monkeypatch.setattr(figures, "domain_bars_figure", refuse)
+    again = build_report(workdir, RUN_A, out_dir=tmp_path / "again", worst=0)
+    assert {f.key: f.path.read_bytes() for f in again.figures} == drawn
+    assert all(f.path.parent == tmp_path / "again" / "figures" for f in again.figures)
+    with pytest.raises(AssertionError, match="drawn again"):
+        build_report(workdir, RUN_B, out_dir=tmp_path / "other", worst=0)
+
+
 def test_report_of_a_generated_workdir_with_failures_and_a_comparison(generated, tmp_path):
     report = build_report(generated, RUN_A, compare=[RUN_B], out_dir=tmp_path, worst=1)
     assert report.banner is None  # run A's model is marked trained

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from actalign.storage.embeddings import read_frame_embeddings, write_frame_embeddings
+from actalign.storage.embeddings import read_frame_embeddings, read_pair_scores, write_frame_embeddings, write_pair_scores
 from actalign.storage.parquet import write_atomic
 
 
@@ -28,6 +28,35 @@ def test_frame_embeddings_round_trip(tmp_path):
     path = tmp_path / "f.parquet"
     write_frame_embeddings(path, video_id="v", times_s=np.arange(7) / 4, embeddings=embeddings, model="m", frames_key="k", fps=4.0)
     assert np.array_equal(read_frame_embeddings(path), embeddings)
+
+
+def test_frame_embeddings_come_back_in_frame_order_from_a_file_written_out_of_order(tmp_path):
+    import pyarrow.parquet as pq
+
+    embeddings = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
+    path = tmp_path / "f.parquet"
+    write_frame_embeddings(path, video_id="v", times_s=np.arange(5) / 4, embeddings=embeddings, model="m", frames_key="k", fps=4.0)
+    table = pq.read_table(path)
+    pq.write_table(table.take([3, 0, 4, 1, 2]), path)  # e.g. a file rewritten by another tool
+    assert np.array_equal(read_frame_embeddings(path), embeddings)
+
+
+def test_a_pair_score_cache_is_read_once_until_it_is_rewritten(tmp_path, monkeypatch):
+    """The plan and the score stage both ask for a video's cache: the file is parsed once; a rewrite
+    (atomic, so a new file) is read again, and the mapping handed out cannot be changed by a caller."""
+    import pyarrow.parquet as pq
+
+    opened = []
+    real = pq.ParquetFile
+    monkeypatch.setattr(pq, "ParquetFile", lambda path, *a, **k: opened.append(path) or real(path, *a, **k))
+    path = tmp_path / "pairs.parquet"
+    write_pair_scores(path, {"a": (0.5, 12)})
+    assert read_pair_scores(path) == {"a": (0.5, 12)} and read_pair_scores(path) == {"a": (0.5, 12)}
+    assert len(opened) == 1
+    write_pair_scores(path, {**read_pair_scores(path), "b": (0.25, None)})
+    assert read_pair_scores(path) == {"a": (0.5, 12), "b": (0.25, None)} and len(opened) == 2
+    with pytest.raises(TypeError):
+        read_pair_scores(path)["c"] = (1.0, 1)
 
 
 def test_placeholders_are_hidden_from_a_users_glob_and_old_ones_are_removed(tmp_path):

@@ -14,7 +14,7 @@ from actalign.queries import stats, tables
 from actalign.queries.report.figures import draw_heatmaps, plot_domain_bars, plot_margins
 from actalign.queries.report.model import Column, FigureFile, Report, Table, result_table
 from actalign.queries.report.redact import redact
-from actalign.queries.runner import Result, Session, session, sql_command
+from actalign.queries.runner import Result, Session, sql_command
 from actalign.scorers import ALIGNMENT_MODES
 from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
@@ -71,6 +71,7 @@ def build_report(
     seed: int = stats.SEED,
     level: float = stats.LEVEL,
     progress: Callable[[str], None] = lambda step: None,
+    db: Session | None = None,
 ) -> Report:
     """Gather everything the report shows; draws its figures into ``<out_dir>/figures``.
 
@@ -80,6 +81,7 @@ def build_report(
     ``heatmap_scorer`` (default actalign, else the run's first alignment scorer). Raises InputError for
     an unknown run, scorer or video. ``final``: record fields (state, finished_at, n_failed) of a run
     that writes its final record only after its report. ``progress`` hears the name of each step as it starts.
+    ``db``: a session to ask in (it then sees only the runs of this report), else one of its own.
     """
     if worst < 0:
         raise InputError(f"--worst must be 0 or more, got {worst}")
@@ -88,7 +90,7 @@ def build_report(
         stats.check_options(resamples, level)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
-    with session(workdir) as s:
+    with tables.open_source(db or workdir) as s:
         run_id = run_id or tables.latest_run(s)
         if run_id is None:
             raise InputError(f"no runs in {workdir.root}; run `actalign run` (or `actalign demo`) first")
@@ -191,15 +193,15 @@ def build_report(
         margins = tables.margins(s, run_id)
     if figures:
         progress("figures")
-        figure_dir = out_dir / "figures"
+        figure_dir, drawn = out_dir / "figures", workdir.figure_cache_dir
         if any(row["n"] for row in by_domain):
             report.figures.append(
-                FigureFile("by_domain", "Top-1 accuracy per domain", plot_domain_bars(accuracy, by_domain, contained(out_dir, figure_dir / "accuracy-by-domain.png")),
+                FigureFile("by_domain", "Top-1 accuracy per domain", plot_domain_bars(accuracy, by_domain, contained(out_dir, figure_dir / "accuracy-by-domain.png"), drawn),
                            "Bars: top-1 accuracy with its 95 % bootstrap interval; dashed black line: the random baseline of the domain's candidate counts.")
             )
         if any(len(v) for v in margins.values()):
             report.figures.append(
-                FigureFile("margins", "Score margins", plot_margins(margins, contained(out_dir, figure_dir / "margins.png")),
+                FigureFile("margins", "Score margins", plot_margins(margins, contained(out_dir, figure_dir / "margins.png"), drawn),
                            "Margin = the true class's score minus the best other candidate's score, per scored video; right of 0 = ranked first.")
             )
         if heat_scorer:

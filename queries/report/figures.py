@@ -5,32 +5,69 @@ Plots use matplotlib's object API (``Figure`` + ``FigureCanvasAgg``), never pypl
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from actalign import plots
 from actalign.ids import file_stem
 from actalign.plots import literal, save_atomically
 from actalign.queries.report.model import Heatmaps
+from actalign.storage.atomic import replace_atomically
 from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
 
 _RENDER_LOCK = threading.Lock()
+_DRAWING_CODE = (Path(__file__), Path(plots.__file__))  # a change to either draws every figure anew
 
 
-def plot_domain_bars(accuracy: list[dict[str, Any]], by_domain: list[dict[str, Any]], out: Path) -> Path:
-    """Write the figure of ``domain_bars_figure`` to ``out``."""
+def plot_domain_bars(accuracy: list[dict[str, Any]], by_domain: list[dict[str, Any]], out: Path, drawn: Path | None = None) -> Path:
+    """Write the figure of ``domain_bars_figure`` to ``out`` (``drawn``: see ``_draw_once``)."""
+    return _draw_once(out, drawn, ("domain bars", accuracy, by_domain), lambda: domain_bars_figure(accuracy, by_domain))
+
+
+def _draw_once(out: Path, drawn: Path | None, inputs: Any, make: Callable[[], Figure]) -> Path:
+    """Draw ``make()`` into ``out``, or copy it from the folder ``drawn`` of figures drawn before.
+
+    A figure there is named by a hash of everything it shows (``inputs``) and of the code that draws
+    it, so an unchanged re-run's report copies its figures instead of drawing them again."""
+    stored = drawn / f"{_figure_key(inputs)}{out.suffix}" if drawn is not None else None
+    if stored is not None and stored.is_file():
+        replace_atomically(out, lambda tmp: shutil.copyfile(stored, tmp))
+        return out
     with _RENDER_LOCK:
-        fig = domain_bars_figure(accuracy, by_domain)
+        fig = make()
         save_atomically(fig, out)
         fig.clear()
+    if stored is not None:
+        replace_atomically(stored, lambda tmp: shutil.copyfile(out, tmp))
     return out
+
+
+def _figure_key(inputs: Any) -> str:
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=_plain).encode())
+    for code in _DRAWING_CODE:
+        digest.update(code.read_bytes())
+    digest.update(matplotlib.__version__.encode())
+    return digest.hexdigest()[:32]
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the arrays and numbers a figure's inputs hold (``repr``: every bit of a float)."""
+    if isinstance(value, np.ndarray):
+        return [repr(float(x)) for x in value.ravel()]
+    return repr(value)
 
 
 def domain_bars_figure(accuracy: list[dict[str, Any]], by_domain: list[dict[str, Any]]) -> Figure:
@@ -78,13 +115,9 @@ def domain_bars_figure(accuracy: list[dict[str, Any]], by_domain: list[dict[str,
     return fig
 
 
-def plot_margins(margins: dict[str, np.ndarray], out: Path) -> Path:
-    """Write the figure of ``margins_figure`` to ``out``."""
-    with _RENDER_LOCK:
-        fig = margins_figure(margins)
-        save_atomically(fig, out)
-        fig.clear()
-    return out
+def plot_margins(margins: dict[str, np.ndarray], out: Path, drawn: Path | None = None) -> Path:
+    """Write the figure of ``margins_figure`` to ``out`` (``drawn``: see ``_draw_once``)."""
+    return _draw_once(out, drawn, ("margins", margins), lambda: margins_figure(margins))
 
 
 def margins_figure(margins: dict[str, np.ndarray]) -> Figure:
