@@ -185,6 +185,10 @@ def test_a_report_copies_the_figures_it_drew_before_and_draws_changed_ones(tmp_p
     again = build_report(workdir, RUN_A, out_dir=tmp_path / "again", worst=0)
     assert {f.key: f.path.read_bytes() for f in again.figures} == drawn
     assert all(f.path.parent == tmp_path / "again" / "figures" for f in again.figures)
+    accuracy, by_domain = (again.table(key).rows for key in ("accuracy", "by_domain"))
+    renamed = [[{**row, "run_id": "another-run"} for row in rows] for rows in (accuracy, by_domain)]
+    copy = figures.plot_domain_bars(*renamed, tmp_path / "renamed.png", workdir.figure_cache_dir)  # a re-run: same figure
+    assert copy.read_bytes() == drawn["by_domain"]
     with pytest.raises(AssertionError, match="drawn again"):
         build_report(workdir, RUN_B, out_dir=tmp_path / "other", worst=0)
 

@@ -29,12 +29,14 @@ from actalign.storage.safe_paths import contained
 from actalign.storage.workdir import Workdir
 
 _RENDER_LOCK = threading.Lock()
+_BAR_FIELDS = ("scorer", "domain", "top1", "top1_boot_lo", "top1_boot_hi", "random_top1")  # what domain_bars_figure reads
 _DRAWING_CODE = (Path(__file__), Path(plots.__file__))  # a change to either draws every figure anew
 
 
 def plot_domain_bars(accuracy: list[dict[str, Any]], by_domain: list[dict[str, Any]], out: Path, drawn: Path | None = None) -> Path:
     """Write the figure of ``domain_bars_figure`` to ``out`` (``drawn``: see ``_draw_once``)."""
-    return _draw_once(out, drawn, ("domain bars", accuracy, by_domain), lambda: domain_bars_figure(accuracy, by_domain))
+    shown = [[{k: row.get(k) for k in _BAR_FIELDS} for row in rows] for rows in (accuracy, by_domain)]  # not the run id
+    return _draw_once(out, drawn, ("domain bars", shown), lambda: domain_bars_figure(*shown))  # it sees only what is hashed
 
 
 def _draw_once(out: Path, drawn: Path | None, inputs: Any, make: Callable[[], Figure]) -> Path:
