@@ -128,6 +128,7 @@ def test_each_family_runs_through_the_pipeline(name: str, demo_dataset, tmp_path
         assert con.execute("SELECT count(DISTINCT video_id) FROM predictions WHERE run_id = ?", [summary.run_id]).fetchone() == (6,)
 
 
+@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
 @pytest.mark.usefixtures("prefect_harness")
 def test_switching_calibration_rescores_only_the_pairs(demo_dataset, tmp_path: Path):
     """A run with another --calibration finds every frame and text embedding fresh and re-scores only the

@@ -93,6 +93,7 @@ def inputs(demo_dataset, tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
 def test_each_change_recomputes_exactly_what_it_affects(inputs, tmp_path):
     workdir = tmp_path / "work"
 

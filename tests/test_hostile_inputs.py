@@ -114,6 +114,7 @@ def test_deep_json_nesting_is_an_input_error(tmp_path: Path):
         load_classes(tmp_path / "c.json")
 
 
+@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
 def test_twenty_thousand_classes_parse_with_the_c_loader(tmp_path: Path):
     """29 s with the pure-Python loader; libyaml's, when installed, is the base of the no-alias loader."""
     assert issubclass(NoAliasLoader, yaml.CSafeLoader) or not yaml.__with_libyaml__

@@ -87,6 +87,7 @@ def test_report_carries_the_untrained_banner(first_run):
     assert "UNTRAINED MODEL" in report and "## Accuracy" in report and "actalign" in report
 
 
+@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
 def test_rerun_decodes_and_encodes_nothing(first_run):
     config, summary = first_run
     frame_files = sorted(Path(summary.workdir, "store", "frame_embeddings").glob("*.parquet"))
@@ -109,6 +110,7 @@ def test_rerun_decodes_and_encodes_nothing(first_run):
         assert query(root, f"SELECT count(*) FROM status WHERE run_id = ? AND stage = '{stage}' AND state = 'skipped'", again.run_id) == [(6,)]
 
 
+@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
 def test_bad_videos_fail_alone(demo_dataset, tmp_path):
     """A missing file, an undecodable file and a segment past the end each become a failed row; the rest is scored."""
     manifest, classes = demo_dataset
@@ -192,6 +194,7 @@ def test_explain_writes_papers_formats(first_run, tmp_path, fmt, magic):
     assert all(str(p) in printed for p in figures)
 
 
+@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
 def test_explain_dpi_sets_the_png_size(first_run, tmp_path):
     from PIL import Image
     from typer.testing import CliRunner
