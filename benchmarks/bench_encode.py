@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -250,17 +251,42 @@ def run_throughput(model: str, device: str, precision: str, frames_wanted: int, 
     return ratio
 
 
+@contextmanager
+def batch_sizes(encoder) -> Iterator[list[int]]:
+    """The sizes of the batches ``encoder`` runs meanwhile, whichever stream they come from (wraps its ``submit_images``)."""
+    sizes: list[int] = []
+    submit = encoder.submit_images
+
+    def counted(frames):
+        sizes.append(len(frames))
+        return submit(frames)
+
+    encoder.submit_images = counted
+    try:
+        yield sizes
+    finally:
+        del encoder.submit_images
+
+
 def run_shards(model: str, device: str, precision: str, frames_wanted: int, scratch: Path, shards: int = 4) -> float:
     """frames/s of the acquire stage with ``shards`` shards in flight at once versus one shard with every video,
-    alternated twice in the same run (goal >= 0.95: the model is shared, so shards must not leave it waiting)."""
+    alternated twice in the same run (goal >= 0.95: the model is shared, so shards must not leave it waiting),
+    and how many of the batches were partial (shards sharing batches: one per run, as for one shard)."""
+    from actalign.models import load_encoder
+
+    encoder = load_encoder(model, device=device, precision=precision)  # the one the stage gets (registry.encoder_for)
     paths = throughput_videos(scratch, frames_wanted)
     rates: dict[int, list[float]] = {1: [], shards: []}
+    partial: dict[int, list[str]] = {1: [], shards: []}
     for repeat in range(2):
         for n in (1, shards) if repeat == 0 else (shards, 1):
-            stage = run_stage(model, device, precision, None, paths, scratch / f"shards-{model}-{precision}-{n}-{repeat}", shards=n)
+            with batch_sizes(encoder) as sizes:
+                stage = run_stage(model, device, precision, None, paths, scratch / f"shards-{model}-{precision}-{n}-{repeat}", shards=n)
             rates[n].append(stage["frames"] / stage["seconds"])
+            partial[n].append(f"{sum(size < encoder.batch_size for size in sizes)}/{len(sizes)}")
     one, many = (sum(rates[n]) / len(rates[n]) for n in (1, shards))
     print(f"  {shards} shards in flight: {many:8.2f} frames/s; one shard: {one:8.2f} frames/s; ratio {many / one:.3f} (goal >= 0.95)")
+    print(f"  partial/all batches per run: {shards} shards {', '.join(partial[shards])}; one shard {', '.join(partial[1])}")
     return many / one
 
 

@@ -1,4 +1,5 @@
 """Streaming acquire: same embeddings as a one-video-at-a-time loop, failures stay per video, bounded memory,
+streams running at once share one encoder's batches without waiting on each other,
 and how far our decoder's preprocessing is from the Hugging Face image processor.
 
 Tiny untrained model throughout: these tests check plumbing and numbers' equality, never accuracy.
@@ -7,10 +8,11 @@ Tiny untrained model throughout: these tests check plumbing and numbers' equalit
 from __future__ import annotations
 
 import csv
+import itertools
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -140,18 +142,18 @@ def test_frames_in_memory_are_bounded_by_the_queue():
 # --- failures -------------------------------------------------------------------------
 
 
+def _breaks_after(path: Path, good: int, encoder: Encoder) -> Iterator[tuple[float, np.ndarray]]:
+    for i, item in enumerate(iter_sampled_frames(path, FPS, encoder.image_size)):
+        if i == good:
+            raise VideoDecodeError(f"{path}: corrupt packet after {good} frames")
+        yield item
+
+
 def test_decode_failure_in_the_middle_of_a_batch_fails_only_that_video(videos: list[Path]):
     encoder = load_encoder("tiny-random", batch_size=4)
     expected = _plain(videos, encoder)
-
-    def breaks_after(path: Path, good: int) -> Iterator[tuple[float, np.ndarray]]:
-        for i, item in enumerate(iter_sampled_frames(path, FPS, encoder.image_size)):
-            if i == good:
-                raise VideoDecodeError(f"{path}: corrupt packet after {good} frames")
-            yield item
-
     sources = _sources(videos[:2], encoder)
-    sources.insert(1, FrameSource("broken", partial(breaks_after, videos[3], 2)))  # 2 of its frames in a batch with others
+    sources.insert(1, FrameSource("broken", partial(_breaks_after, videos[3], 2, encoder)))  # 2 of its frames in a batch with others
     sources.append(FrameSource("bad-shape", lambda: iter([(0.0, np.zeros((7, 7, 3), np.uint8))])))
     sources += _sources(videos[2:], encoder)
     stats = StreamStats()
@@ -170,10 +172,7 @@ def test_closing_the_stream_early_stops_the_workers(videos: list[Path]):
     stream = encode_stream(encoder, _sources(videos * 4, encoder), decode_workers=2, queue_frames=1)
     next(stream)
     stream.close()
-    deadline = time.monotonic() + 5
-    while any(t.name.startswith("decode-") for t in threading.enumerate()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not any(t.name.startswith("decode-") for t in threading.enumerate())
+    assert not _stream_threads()  # stopped and joined by close()
 
 
 def test_a_bug_in_the_sources_propagates(videos: list[Path]):
@@ -185,6 +184,225 @@ def test_a_bug_in_the_sources_propagates(videos: list[Path]):
 
     with pytest.raises(RuntimeError, match="manifest iterator bug"):
         list(encode_stream(encoder, sources()))
+
+
+# --- several streams over one encoder (shards running at once in one process) ---------
+
+
+def _stream_threads() -> list[str]:
+    """Threads of encode_stream still alive: decode workers and the batcher's service thread."""
+    return [t.name for t in threading.enumerate() if t.name.startswith(("decode-", "encode-batcher"))]
+
+
+def _gated(sources: list[FrameSource], gate: Callable[[], object]) -> list[FrameSource]:
+    """The same sources, the first one opening only after ``gate()`` returns: holds the stream in flight."""
+    first = sources[0]
+
+    def open_after_gate() -> Iterable[tuple[float, np.ndarray]]:
+        gate()
+        return first.open()
+
+    return [FrameSource(first.key, open_after_gate), *sources[1:]]
+
+
+def _in_threads(encoder: Encoder, streams: list[list[FrameSource]], **options) -> tuple[list, list[StreamStats]]:
+    """Each list of sources encoded by its own encode_stream in its own thread, as the flow runs shards;
+    per stream its results in a list, or the exception it raised."""
+    outcomes: list = [None] * len(streams)
+    stats = [StreamStats() for _ in streams]
+
+    def run(i: int) -> None:
+        try:
+            outcomes[i] = list(encode_stream(encoder, streams[i], stats=stats[i], **options))
+        except Exception as exc:  # noqa: BLE001 - handed to the test
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"stream-{i}") for i in range(len(streams))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a stream hangs"
+    return outcomes, stats
+
+
+def _batch_sizes(monkeypatch: pytest.MonkeyPatch, encoder: Encoder) -> list[int]:
+    """Sizes of the batches the encoder runs from now on (the model itself unchanged)."""
+    sizes: list[int] = []
+    submit = encoder.submit_images
+
+    def counted(frames):
+        sizes.append(len(frames))
+        return submit(frames)
+
+    monkeypatch.setattr(encoder, "submit_images", counted)
+    return sizes
+
+
+def _assert_same_videos(results: list, reference: dict[str, EncodedVideo], names: list[str]) -> None:
+    assert all(isinstance(r, EncodedVideo) for r in results), results
+    assert sorted(r.key for r in results) == sorted(names)
+    for result in results:
+        np.testing.assert_array_equal(result.times_s, reference[result.key].times_s)
+        np.testing.assert_allclose(result.embeddings, reference[result.key].embeddings, atol=1e-5, rtol=0)
+
+
+def test_streams_in_flight_at_once_share_full_batches(videos: list[Path], monkeypatch: pytest.MonkeyPatch):
+    encoder = load_encoder("tiny-random", batch_size=3)
+    reference = {r.key: r for r in encode_stream(encoder, _sources(videos, encoder))}  # one stream alone
+    cuts = [videos, videos[:3], videos[3:]]  # 28, 11 and 17 frames: alone, each would end on a partial batch
+    gate = threading.Barrier(len(cuts))  # every stream registered before any can finish
+    sizes = _batch_sizes(monkeypatch, encoder)
+    outcomes, stats = _in_threads(encoder, [_gated(_sources(cut, encoder), partial(gate.wait, 60)) for cut in cuts], decode_workers=2)
+    for cut, results, counted in zip(cuts, outcomes, stats, strict=True):
+        _assert_same_videos(results, reference, [p.name for p in cut])
+        frames = sum(len(reference[p.name].times_s) for p in cut)
+        assert counted.videos == len(cut) and counted.frames == counted.encoded_frames == frames and counted.failed == 0
+    total = 2 * sum(FRAME_COUNTS)
+    assert sum(sizes) == total
+    assert [size for size in sizes if size < 3] == [total % 3]  # one partial batch in all, the very last
+    assert sum(s.batches for s in stats) > len(sizes)  # some batches held frames of several streams
+    assert not _stream_threads()
+
+
+def test_a_video_failing_in_one_stream_leaves_the_other_streams_whole(videos: list[Path]):
+    encoder = load_encoder("tiny-random", batch_size=4)
+    reference = {r.key: r for r in encode_stream(encoder, _sources(videos, encoder))}
+    broken = _sources(videos, encoder)
+    broken.insert(2, FrameSource("broken", partial(_breaks_after, videos[3], 2, encoder)))  # some of its frames in a batch
+    gate = threading.Barrier(2)
+    streams = [_gated(broken, partial(gate.wait, 60)), _gated(_sources(videos, encoder), partial(gate.wait, 60))]
+    (with_failure, whole), stats = _in_threads(encoder, streams, decode_workers=2)
+    _assert_same_videos(whole, reference, [p.name for p in videos])
+    failed = [r for r in with_failure if isinstance(r, FailedVideo)]
+    assert [(r.key, type(r.error)) for r in failed] == [("broken", VideoDecodeError)]
+    _assert_same_videos([r for r in with_failure if r not in failed], reference, [p.name for p in videos])
+    assert (stats[0].failed, stats[0].videos, stats[1].failed, stats[1].videos) == (1, len(videos), 0, len(videos))
+
+
+def test_closing_one_stream_early_leaves_the_other_running(videos: list[Path]):
+    encoder = load_encoder("tiny-random", batch_size=2)
+    reference = {r.key: r for r in encode_stream(encoder, _sources(videos, encoder))}
+    opened, closed = threading.Event(), threading.Event()
+
+    def after_the_close() -> None:
+        opened.set()
+        closed.wait(60)
+
+    results: list = []
+    runner = threading.Thread(target=lambda: results.extend(encode_stream(encoder, _gated(_sources(videos * 2, encoder), after_the_close))))
+    runner.start()
+    assert opened.wait(60)  # the other stream is registered, and held in flight
+    early = encode_stream(encoder, _sources(videos * 4, encoder), decode_workers=2, queue_frames=1)
+    next(early)
+    early.close()
+    closed.set()
+    runner.join(timeout=120)
+    assert not runner.is_alive()
+    assert len(results) == 2 * len(videos)
+    _assert_same_videos(results, reference, [p.name for p in videos * 2])
+    assert not _stream_threads()
+
+
+def test_closing_the_stream_a_partial_batch_waits_for_lets_the_others_finish(videos: list[Path]):
+    """B's last frame waits in a partial batch for A, whose worker is still opening a video; A's caller closes it:
+    B's batch must run then, not wait for news that will never come."""
+    encoder = load_encoder("tiny-random", batch_size=2)
+    reference = {r.key: r for r in encode_stream(encoder, _sources(videos, encoder))}
+    opening = threading.Event()
+
+    def never_opens() -> Iterable[tuple[float, np.ndarray]]:  # a download that the close interrupts
+        opening.wait(60)
+        return iter(())
+
+    a_sources = [*_sources([videos[0], videos[2]], encoder), FrameSource("slow", never_opens)]  # 3 + 1 frames: full batches
+    a = encode_stream(encoder, a_sources, decode_workers=1)
+    assert next(a).key == videos[0].name  # A in flight, its worker now waiting in never_opens
+    b_stats, b_results = StreamStats(), []
+    b_sources = _sources(videos[:3], encoder)  # 11 frames: the last one waits for a frame from A
+    runner = threading.Thread(target=lambda: b_results.extend(encode_stream(encoder, b_sources, stats=b_stats)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while b_stats.encoded_frames < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # B's workers finish
+    threading.Timer(0.2, opening.set).start()  # lets A's worker notice the close
+    a.close()
+    runner.join(timeout=60)
+    assert not runner.is_alive(), "B waited for a stream that was closed"
+    _assert_same_videos(b_results, reference, [p.name for p in videos[:3]])
+    assert not _stream_threads()
+
+
+def test_a_stream_waiting_on_a_download_holds_back_no_other_streams_last_batch(videos: list[Path]):
+    """A's only worker waits for its file (a slow download) and so can still send frames; B's last, partial
+    batch runs after FLUSH_AFTER_S without news, not when A's download ends."""
+    encoder = load_encoder("tiny-random", batch_size=4)
+    reference = {r.key: r for r in encode_stream(encoder, _sources(videos, encoder))}
+    downloaded = threading.Event()
+
+    def after_download() -> Iterable[tuple[float, np.ndarray]]:
+        downloaded.wait()
+        return iter_sampled_frames(videos[0], FPS, encoder.image_size)
+
+    a_results: list = []
+    a = threading.Thread(target=lambda: a_results.extend(encode_stream(encoder, [FrameSource("slow", after_download)], decode_workers=1)))
+    a.start()
+    download_ends = threading.Timer(60, downloaded.set)  # B waiting for it would end only then
+    download_ends.start()
+    try:
+        b_results = list(encode_stream(encoder, _sources(videos[:3], encoder)))  # 11 frames: the last batch is partial
+        assert not downloaded.is_set(), "B's last batch waited for A's download"
+        _assert_same_videos(b_results, reference, [p.name for p in videos[:3]])
+    finally:
+        download_ends.cancel()
+        downloaded.set()
+        a.join(timeout=120)
+    assert [r.key for r in a_results] == ["slow"] and not _stream_threads()
+
+
+def test_the_model_failing_reaches_every_stream_in_flight(videos: list[Path], monkeypatch: pytest.MonkeyPatch):
+    encoder = load_encoder("tiny-random", batch_size=2)
+    submit = encoder.submit_images
+    calls = itertools.count()
+
+    def fails_on_the_third_batch(frames):
+        if next(calls) >= 2:
+            raise RuntimeError("device lost")
+        return submit(frames)
+
+    monkeypatch.setattr(encoder, "submit_images", fails_on_the_third_batch)
+    gate = threading.Barrier(3)
+    streams = [_gated(_sources(videos * 2, encoder), partial(gate.wait, 60)) for _ in range(3)]
+    outcomes, _ = _in_threads(encoder, streams, decode_workers=1)  # one gated worker each: no frames before all are in flight
+    assert all(isinstance(o, RuntimeError) and str(o) == "device lost" for o in outcomes), outcomes
+    assert not _stream_threads()
+
+
+def test_a_caller_that_stops_reading_holds_back_no_other_stream(videos: list[Path]):
+    """One thread, two streams: while it reads others to their end, the first one's results pile up until its
+    worker waits for them to be taken; the others' last, partial batches must not wait for that worker."""
+    encoder = load_encoder("tiny-random", batch_size=2)
+    reference = {r.key: r for r in encode_stream(encoder, _sources(videos, encoder))}
+    results: list = []
+
+    def interleaved() -> None:
+        stats = StreamStats()
+        paused = encode_stream(encoder, _sources(videos * 4, encoder), decode_workers=1, stats=stats)
+        next(paused)
+        deadline = time.monotonic() + 60
+        while stats.videos < 1 + 1 + encoder.batch_size and time.monotonic() < deadline:  # decode_workers + batch_size untaken
+            time.sleep(0.01)
+        for _ in range(2):  # 11 frames each: one of the two ends on a partial batch, whatever the paused stream left
+            results.extend(encode_stream(encoder, _sources(videos[:3], encoder)))
+        paused.close()
+
+    thread = threading.Thread(target=interleaved)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "a partial batch waited for a stream nobody reads"
+    _assert_same_videos(results, reference, [p.name for p in videos[:3] * 2])
+    assert not _stream_threads()
 
 
 # --- the acquire stage ----------------------------------------------------------------
