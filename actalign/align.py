@@ -60,9 +60,10 @@ that agree exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -130,7 +131,7 @@ def moving_average(frames: np.ndarray, width: int) -> np.ndarray:
 
 def affinity(frames: np.ndarray, steps: np.ndarray, *, logit_scale: float, logit_bias: float) -> np.ndarray:
     """A[k, t]: the checkpoint's sigmoid probability that step k matches frame t (K x T)."""
-    return candidate_affinities(checked_frames(frames), [steps], ["steps"], logit_scale, logit_bias).matrix
+    return candidate_affinities(checked_frames(frames), [steps], lambda i: "steps", logit_scale, logit_bias).matrix
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,9 +144,7 @@ class CheckedFrames:
 
 def checked_frames(frames: np.ndarray) -> CheckedFrames:
     """``check_rows(frames, "frames")`` and the frames' norms, for the price of the norms (``row_norms``)."""
-    norms = row_norms(frames, "frames")
-    rows = np.asarray(frames)
-    return CheckedFrames(rows.astype(np.result_type(rows.dtype, np.float32), copy=False), norms)
+    return CheckedFrames(*_rows_and_norms(frames, "frames"))
 
 
 def align(
@@ -184,10 +183,22 @@ def align_many(matrices: Sequence[np.ndarray], mode: str = "global", *, check: b
         matrices = [check_rows(m, f"affinity matrix {i}") for i, m in enumerate(matrices)]
     if not matrices:
         return []
-    steps = np.array([m.shape[0] for m in matrices], dtype=np.int64)
+    offsets = np.zeros(len(matrices) + 1, dtype=np.int64)
+    np.cumsum([m.size for m in matrices], out=offsets[1:])
     frames = np.array([m.shape[1] for m in matrices], dtype=np.int64)
-    starts = np.concatenate(([0], np.cumsum(steps * frames)[:-1]))
-    return _align_flat(np.concatenate([m.ravel() for m in matrices], dtype=np.float64), starts, steps, frames, matrices, mode)
+    layout = Layout(offsets, frames, max(sum(m.shape) - 1 for m in matrices), max(m.size for m in matrices))
+    flat = np.concatenate([m.ravel() for m in matrices], dtype=np.float64)
+    return _alignments(_align_flat(flat, layout, range(len(matrices)), mode), matrices)
+
+
+class Layout(NamedTuple):
+    """Where ``_align_batch`` finds matrix i in a flat array (``offsets[i]:offsets[i + 1]``, ``frames[i]`` columns,
+    C order), and the sizes of its outputs and scratch: the longest path and the largest matrix."""
+
+    offsets: np.ndarray
+    frames: np.ndarray
+    longest: int
+    cells: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,43 +206,78 @@ class StackedAffinities:
     """The affinities of several candidates' steps with one video, from one matrix product.
 
     ``matrix`` (sum of K x T, float64, C order) holds candidate i's affinity in rows
-    ``bounds[i]:bounds[i + 1]``; aligning any of them reads these rows in place.
+    ``bounds[i]:bounds[i + 1]``; aligning any of them reads these rows in place, at
+    the places ``layout`` gives (computed once for every scorer that aligns them).
     """
 
     matrix: np.ndarray
     bounds: np.ndarray
+    layout: Layout
 
     def block(self, i: int) -> np.ndarray:
         return self.matrix[self.bounds[i] : self.bounds[i + 1]]
+
+
+def _stacked_affinities(matrix: np.ndarray, lengths: Sequence[int]) -> StackedAffinities:
+    """``matrix`` as the blocks of candidates of ``lengths`` steps, with their ``Layout``."""
+    frames, steps = matrix.shape[1], max(lengths)
+    bounds = np.array([0, *accumulate(lengths)])
+    return StackedAffinities(matrix, bounds, Layout(bounds * frames, np.full(len(lengths), frames), steps + frames - 1, steps * frames))
 
 
 def align_blocks(stacked: StackedAffinities, which: Sequence[int], mode: str = "global") -> list[Alignment]:
     """Align the candidates ``which`` of ``stacked`` in one call of the compiled kernel, without copying their matrices."""
     if not len(which):
         return []
-    first, frames = stacked.bounds[which], stacked.matrix.shape[1]  # which: a range or a list, used as an index
-    steps = stacked.bounds[1:][which] - first
-    return _align_flat(stacked.matrix.reshape(-1), first * frames, steps, np.full(len(steps), frames), [stacked.block(i) for i in which], mode)
+    return _alignments(_align_flat(stacked.matrix.reshape(-1), stacked.layout, which, mode), [stacked.block(i) for i in which])
 
 
-def _align_flat(flat: np.ndarray, starts: np.ndarray, steps: np.ndarray, frames: np.ndarray, matrices: Sequence[np.ndarray], mode: str) -> list[Alignment]:
-    """Matrix i (steps[i] x frames[i]) is ``flat[starts[i]:]`` in C order; ``matrices[i]`` is the same matrix, for the results."""
-    left, up = _moves(mode, steps, frames)
-    path_starts = np.zeros(len(steps) + 1, dtype=np.int64)
-    np.cumsum(steps + frames - 1, out=path_starts[1:])  # room for the longest possible path
-    scores = np.empty(len(steps))
-    lengths = np.empty(len(steps), dtype=np.int64)
-    paths = np.empty((path_starts[-1], 2), dtype=np.int64)
-    scratch = np.empty((steps * frames).max()), np.empty(((steps + frames).max(), 2), dtype=np.int64)
-    _align_batch(flat, starts, steps, frames, left, up, mode == "subsequence", scores, lengths, path_starts, paths, *scratch)
-    ends = (path_starts[:-1] + lengths).tolist()  # Python numbers: indexing NumPy scalars one by one costs more
-    return [Alignment(score, paths[start:end], m) for score, start, end, m in zip(scores.tolist(), path_starts.tolist(), ends, matrices)]
+def block_scores(stacked: StackedAffinities, which: Sequence[int], mode: str = "global") -> tuple[list[float], list[int]]:
+    """The scores and path lengths of ``align_blocks``, without its ``Alignment`` objects: all the score stage keeps."""
+    if not len(which):
+        return [], []
+    scores, lengths, _ = _align_flat(stacked.matrix.reshape(-1), stacked.layout, which, mode)
+    return scores.tolist(), lengths.tolist()
+
+
+def _align_flat(flat: np.ndarray, layout: Layout, which: Sequence[int], mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores, path lengths and paths (``paths[j, :lengths[j]]``) of the matrices ``which`` of ``flat``, in one ``_align_batch`` call."""
+    outputs = _outputs(layout, len(which))
+    _align_batch(flat, *_kernel_arguments(layout, which, mode), *outputs)
+    return outputs[:3]
+
+
+def _kernel_arguments(layout: Layout, which: Sequence[int], mode: str) -> tuple[Any, ...]:
+    """What ``_align_batch`` reads besides the matrices: where they are, which to align, how."""
+    return layout.offsets, layout.frames, np.asarray(which, dtype=np.int64), _is_segment(mode), mode == "subsequence"
+
+
+def _outputs(layout: Layout, count: int) -> tuple[np.ndarray, ...]:
+    """What ``_align_batch`` writes for ``count`` matrices: scores, path lengths, paths, then its scratch.
+
+    Allocated here: allocations in the kernel added a quarter to its compile time.
+    """
+    longest = layout.longest
+    return np.empty(count), np.empty(count, dtype=np.int64), np.empty((count, longest, 2), dtype=np.int64), np.empty(layout.cells), np.empty((longest, 2), dtype=np.int64)
+
+
+def _is_segment(mode: str) -> bool:
+    """Whether ``mode`` is ``segment`` (``_moves``'s flag); a ValueError for an unknown mode."""
+    if mode not in MODES:
+        raise ValueError(f"unknown alignment mode {mode!r}; choose from {', '.join(MODES)}")
+    return mode == "segment"
+
+
+def _alignments(aligned: tuple[np.ndarray, np.ndarray, np.ndarray], matrices: Sequence[np.ndarray]) -> list[Alignment]:
+    """``Alignment`` objects of ``_align_flat``'s results, ``matrices`` the aligned matrices in order."""
+    scores, lengths, paths = aligned
+    return [Alignment(score, path[:n], m) for score, n, path, m in zip(scores.tolist(), lengths.tolist(), paths, matrices)]
 
 
 def candidate_affinities(
     frames: CheckedFrames,
     candidates: Sequence[np.ndarray],
-    labels: Sequence[str],
+    label: Callable[[int], str],
     logit_scale: float,
     logit_bias: float,
     smooth: int = 0,
@@ -239,37 +285,51 @@ def candidate_affinities(
 ) -> StackedAffinities:
     """The affinity of each candidate's steps with the frames smoothed by ``smooth``: one product and one sigmoid for all.
 
-    The steps are checked as ``check_rows`` would, naming the first bad one by its label,
-    with finiteness read off the stacked steps' norms (``row_norms`` says why).
+    The steps are checked as ``check_rows`` would, naming the first bad one by ``label(i)``
+    (called only then: a video's candidates are named only when one is bad), with
+    finiteness read off the stacked steps' norms (``row_norms`` says why).
     ``norms``: each candidate's ``row_norms`` when the caller keeps them (a class's steps
     serve many videos), so they are neither computed nor checked again.
     """
     dim = frames.rows.shape[1]
-    steps = [np.asarray(s) for s in candidates]
-    if any(s.ndim != 2 or 0 in s.shape or s.shape[1] != dim for s in steps):
-        _check_each(steps, labels, dim)
-    stacked = np.concatenate(steps)
+    stacked = _stack(candidates, label, dim)
     stacked = stacked.astype(np.result_type(stacked.dtype, np.float32), copy=False)
     step_norms = _norms(stacked) if norms is None else np.concatenate(norms)
     if norms is None and not np.isfinite(step_norms).all():
-        _check_each(steps, labels, dim)
+        _check_each(candidates, label, dim)
+    if not (math.isfinite(logit_scale) and math.isfinite(logit_bias)):
+        raise AlignmentInputError(f"calibration must be finite, got logit_scale={logit_scale}, logit_bias={logit_bias}")
     smoothed = moving_average(frames.rows, smooth)
     frame_norms = frames.norms if smoothed is frames.rows else _norms(smoothed)
-    matrix = _affinity(smoothed, stacked, frame_norms, step_norms, logit_scale, logit_bias)
-    return StackedAffinities(matrix, np.array([0, *accumulate(len(s) for s in steps)]))
+    product = stacked @ smoothed.T
+    matrix = np.empty(product.shape)
+    _sigmoid_affinity(product, step_norms, frame_norms, -math.exp(logit_scale), logit_bias, matrix)
+    return _stacked_affinities(matrix, [len(s) for s in candidates])
 
 
-def _check_each(steps: Sequence[np.ndarray], labels: Sequence[str], dim: int) -> None:
+def _stack(candidates: Sequence[np.ndarray], label: Callable[[int], str], dim: int) -> np.ndarray:
+    """The candidates' steps in one array, their shapes checked on the result: any bad one (not 2-D,
+    empty, another dimension) fails the concatenation or shows in its shape, and only then is each checked."""
+    try:
+        stacked = np.concatenate(candidates)
+    except ValueError:
+        _check_each(candidates, label, dim)
+        raise
+    if stacked.ndim != 2 or stacked.shape[1] != dim or not all(len(s) for s in candidates):
+        _check_each(candidates, label, dim)
+    return stacked
+
+
+def _check_each(candidates: Sequence[np.ndarray], label: Callable[[int], str], dim: int) -> None:
     """``check_rows`` on each candidate's steps in order: raises for the first bad one."""
-    for rows, label in zip(steps, labels, strict=True):
-        check_rows(rows, label, dim)
+    for i, rows in enumerate(candidates):
+        check_rows(rows, label(i), dim)
 
 
 def _candidate_affinities(frames: np.ndarray, candidates: Sequence[np.ndarray], logit_scale: float, logit_bias: float, smooth: int, labels: Sequence[str] | None) -> StackedAffinities:
     """The affinity matrix of each candidate's steps with one video: one smoothing and one matrix product for all."""
-    checked = checked_frames(frames)
-    names = labels if labels is not None else [f"steps of candidate {i}" for i in range(len(candidates))]
-    return candidate_affinities(checked, candidates, names, logit_scale, logit_bias, smooth)
+    label = labels.__getitem__ if labels is not None else "steps of candidate {}".format
+    return candidate_affinities(checked_frames(frames), candidates, label, logit_scale, logit_bias, smooth)
 
 
 def row_norms(rows: np.ndarray, what: str) -> np.ndarray:
@@ -280,13 +340,19 @@ def row_norms(rows: np.ndarray, what: str) -> np.ndarray:
     ``check_rows`` look at every value (and say how many are bad). Norms that
     overflow from finite values pass, as they always did.
     """
+    return _rows_and_norms(rows, what)[1]
+
+
+def _rows_and_norms(rows: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` as ``check_rows`` returns them and their norms, checked as ``row_norms`` says."""
     array = np.asarray(rows)
     if array.ndim != 2 or 0 in array.shape:
         check_rows(array, what)  # raises, naming the shape
-    norms = _norms(array.astype(np.result_type(array.dtype, np.float32), copy=False))
+    array = array.astype(np.result_type(array.dtype, np.float32), copy=False)
+    norms = _norms(array)
     if not np.isfinite(norms).all():
         check_rows(array, what)
-    return norms
+    return array, norms
 
 
 def _norms(rows: np.ndarray) -> np.ndarray:
@@ -295,38 +361,37 @@ def _norms(rows: np.ndarray) -> np.ndarray:
     return np.where(norms == 0.0, 1.0, norms)
 
 
-def _affinity(frames: np.ndarray, steps: np.ndarray, frame_norms: np.ndarray, step_norms: np.ndarray, logit_scale: float, logit_bias: float) -> np.ndarray:
-    """``affinity`` of checked arrays and their row norms.
+@numba.njit(nogil=True, cache=False)
+def _sigmoid_affinity(product, step_norms, frame_norms, negated_kappa, bias, out):
+    """out[k, t] = sigmoid(kappa cos + bias), cos = product[k, t] / (step_norms[k] frame_norms[t]): ``affinity``.
 
-    Cosines are products over norms (dividing K x T values, not (K + T) x d).
-    Products and norms keep the embeddings' precision, float32 as the towers
-    give and the store keeps them (SigLIP's own logits are float32 too): twice
-    as fast as float64, with cosine errors of about 1e-7. Logits, sigmoid and
-    everything after are float64, computed in place in the one float64 array
-    (a numba loop fusing them measured twice as slow: its scalar exp against NumPy's vectorised one).
+    The product (BLAS's) and the norms keep the embeddings' precision, float32 as
+    the towers give and the store keeps them (SigLIP's own logits are float32 too):
+    twice as fast as float64, with cosine errors of about 1e-7. Everything after is
+    float64: the cosine divides the product by the norms' product (no K x T array
+    of norms); the sigmoid is 1 / (1 + exp(-(kappa cos + bias))), 0 where exp overflows.
+    One compiled pass with numba's scalar exp, in place of NumPy's five passes with
+    its vectorised exp: alone, NumPy's take about 30 us less per video of 5 x 12 x 195,
+    but with two score workers in one process this pass measured faster
+    (``bench_score_load``: 1.33 times the fused floor, 1.50 with NumPy's sigmoid).
+    Run in the DP's compiled call it measured 1.25, but that call compiled 0.4 s
+    longer per type of product, more than it saves on an ActionAtlas-sized run.
     """
-    if not (math.isfinite(logit_scale) and math.isfinite(logit_bias)):
-        raise AlignmentInputError(f"calibration must be finite, got logit_scale={logit_scale}, logit_bias={logit_bias}")
-    logits = (steps @ frames.T).astype(np.float64)
-    logits /= np.outer(step_norms, frame_norms)  # the cosines
-    logits *= -math.exp(logit_scale)  # -(kappa cos + bias), the same bits: rounding is symmetric in the sign
-    logits -= logit_bias
-    with np.errstate(over="ignore"):  # exp(-logit) overflows to inf below about -709: the sigmoid is then 0
-        np.exp(logits, out=logits)
-    logits += 1.0
-    return np.divide(1.0, logits, out=logits)
+    for k in range(product.shape[0]):
+        for t in range(product.shape[1]):
+            logit = np.float64(product[k, t]) / (step_norms[k] * frame_norms[t]) * negated_kappa - bias
+            out[k, t] = 1.0 / (1.0 + np.exp(logit))
 
 
-def _moves(mode: str, steps, frames):
+@numba.njit(inline="always")
+def _moves(segment, steps, frames):
     """Which unit moves a mode allows besides the diagonal: (0,+1) "left" and (+1,0) "up".
 
-    Works on ints or int arrays. Segment mode moves along the longer axis only,
-    so each frame (or, when T < K, each step) is used exactly once.
+    Segment mode moves along the longer axis only, so each frame (or, when T < K,
+    each step) is used exactly once. Compiled into the kernel; the reference calls
+    its Python (``_moves.py_func``).
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown alignment mode {mode!r}; choose from {', '.join(MODES)}")
-    segment = mode == "segment"
-    return (not segment) | (frames >= steps), (not segment) | (frames < steps)
+    return not segment or frames >= steps, not segment or frames < steps
 
 
 # ---- reference: plain Python, mirroring the equations ----
@@ -336,7 +401,7 @@ def reference_align(matrix: np.ndarray, mode: str = "global") -> Alignment:
     """The slow twin of ``align_many`` for one affinity matrix, for tests and benchmarks."""
     matrix = check_rows(matrix, "affinity matrix")
     a = matrix.tolist()
-    left, up = _moves(mode, len(a), len(a[0]))
+    left, up = _moves.py_func(_is_segment(mode), len(a), len(a[0]))
     path, score = [], -math.inf
     lam, open_ends = 0.0, False  # round 0: the closed path of largest sum
     while True:  # subsequence: Dinkelbach's rounds, lambda = the mean of the last path, while the mean rises
@@ -390,19 +455,22 @@ def _fill(a, lam, left, up, open_start, total):
 
     Values only, by max(): they do not depend on how ties are broken, only the
     path does (``_origin``). Branch-free max() runs twice as fast as tracking
-    the argmax here.
+    the argmax here. A move the mode forbids adds -inf instead of being tested
+    for in every cell, and the first row and column are filled on their own: the
+    inner loop has no branch, and one kernel for every mode runs about as fast as
+    one compiled for the global mode alone (with the tests in every cell, a quarter slower).
     """
     steps, frames = a.shape
-    for k in range(steps):
-        for t in range(frames):
-            best = 0.0 if k == 0 and (t == 0 or open_start) else -np.inf  # starting a path here
-            if left and t > 0:
-                best = max(best, total[k, t - 1])
-            if up and k > 0:
-                best = max(best, total[k - 1, t])
-            if k > 0 and t > 0:
-                best = max(best, total[k - 1, t - 1])
-            total[k, t] = (a[k, t] - lam) + best
+    left_gate = 0.0 if left else -np.inf
+    up_gate = 0.0 if up else -np.inf
+    start = 0.0 if open_start else -np.inf  # starting a path on row 0 after frame 0
+    total[0, 0] = (a[0, 0] - lam) + 0.0
+    for t in range(1, frames):
+        total[0, t] = (a[0, t] - lam) + max(start, total[0, t - 1] + left_gate)
+    for k in range(1, steps):
+        total[k, 0] = (a[k, 0] - lam) + (total[k - 1, 0] + up_gate)
+        for t in range(1, frames):
+            total[k, t] = (a[k, t] - lam) + max(total[k, t - 1] + left_gate, total[k - 1, t] + up_gate, total[k - 1, t - 1])
 
 
 @numba.njit(inline="always")
@@ -473,24 +541,19 @@ def _align_one(a, left, up, subsequence, total, out, trial):
 
 
 @numba.njit(nogil=True, cache=False)  # no cache files: the package folder may be read-only or shared by workers
-def _align_batch(flat, starts, steps, frames, left, up, subsequence, scores, lengths, path_starts, paths, total, trial):
-    """Matrix i is flat[starts[i]:] (steps[i] x frames[i], C order); its path goes to paths[path_starts[i]:].
+def _align_batch(flat, offsets, frames, which, segment, subsequence, scores, lengths, paths, total, trial):
+    """Align matrices ``which``: matrix i is flat[offsets[i]:offsets[i + 1]] with frames[i] columns (C order).
 
-    ``total`` and ``trial`` are scratch for the largest matrix (allocated by the caller:
-    array expressions in here would add seconds of compile time).
+    Result j is matrix which[j]'s: its score, its path's length, its path in
+    paths[j, :lengths[j]]. ``total`` and ``trial`` are scratch for the largest matrix
+    and the longest path (allocated by the caller: array expressions or allocations
+    in here add compile time).
     """
-    for i in range(len(steps)):
-        shape = (steps[i], frames[i])
-        cells = steps[i] * frames[i]
-        scores[i], lengths[i] = _align_one(
-            flat[starts[i] : starts[i] + cells].reshape(shape),
-            left[i],
-            up[i],
-            subsequence,
-            total[:cells].reshape(shape),
-            paths[path_starts[i] : path_starts[i + 1]],
-            trial,
-        )
+    for j in range(len(which)):
+        start, end, count = offsets[which[j]], offsets[which[j] + 1], frames[which[j]]
+        shape = ((end - start) // count, count)
+        left, up = _moves(segment, shape[0], count)
+        scores[j], lengths[j] = _align_one(flat[start:end].reshape(shape), left, up, subsequence, total[: end - start].reshape(shape), paths[j], trial)
 
 
 # ---- Drop-DTW: frames may be dropped at a cost (after Dvornik et al., NeurIPS 2021) ----

@@ -51,7 +51,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -61,7 +61,7 @@ from actalign.align import (
     MODES,
     AlignmentInputError,
     StackedAffinities,
-    align_blocks,
+    block_scores,
     candidate_affinities,
     check_rows,
     checked_frames,
@@ -149,14 +149,18 @@ class Video:
 
     def affinities(self, candidates: Sequence[ClassTexts], smooth: int) -> StackedAffinities:
         """The affinity of each candidate's steps with the frames smoothed by ``smooth`` (``actalign.align.affinity``)."""
-        key = (smooth, tuple(id(c) for c in candidates))
+        key = (smooth, tuple(map(id, candidates)))
         if key not in self._affinities:  # the candidates are kept with their matrices, so their ids stay theirs
-            labels = [f"steps of {c.class_id!r}" for c in candidates]
             scale, bias = self.calibration.logit_scale, self.calibration.logit_bias
             norms = [c.step_norms for c in candidates]
-            stacked = candidate_affinities(self._checked, [c.steps for c in candidates], labels, scale, bias, smooth, norms)
+            stacked = candidate_affinities(self._checked, [c.steps for c in candidates], _steps_label(candidates), scale, bias, smooth, norms)
             self._affinities[key] = (candidates, stacked)
         return self._affinities[key][1]
+
+
+def _steps_label(candidates: Sequence[ClassTexts]) -> Callable[[int], str]:
+    """Names candidate i's steps in an error: built only for a bad candidate, not for every video's."""
+    return lambda i: f"steps of {candidates[i].class_id!r}"
 
 
 class Scorer(Protocol):
@@ -222,12 +226,6 @@ def _kappa(calibration: Calibration) -> float:
     return math.exp(scale)
 
 
-def _align_steps(align: Callable[..., Sequence[Any]], video: Video, candidates: Sequence[ClassTexts], smooth: int, **options: Any) -> list[Score]:
-    """Score every candidate's steps by aligning them with the frames (``align_blocks`` or ``drop_dtw_blocks``)."""
-    alignments = align(video.affinities(candidates, smooth), range(len(candidates)), **options)
-    return [Score(a.score, a.path_len) for a in alignments]
-
-
 @dataclass(frozen=True)
 class MeanPool(_OneOfMany):
     name: str = "mean-pool"
@@ -270,7 +268,8 @@ class ActAlign(_OneOfMany):
         return "actalign" if self.mode == "global" else f"actalign-{self.mode}"
 
     def score_video(self, video: Video, candidates: Sequence[ClassTexts]) -> list[Score]:
-        return _align_steps(align_blocks, video, candidates, self.smoothing, mode=self.mode)
+        scores, lengths = block_scores(video.affinities(candidates, self.smoothing), range(len(candidates)), self.mode)
+        return [Score(score, length) for score, length in zip(scores, lengths)]
 
 
 @dataclass(frozen=True)
@@ -323,8 +322,9 @@ class DropDTW(_OneOfMany):
         return "drop-dtw" if self.drop_affinity is None else "drop-dtw-calibrated"
 
     def score_video(self, video: Video, candidates: Sequence[ClassTexts]) -> list[Score]:
-        options = {"keep_percentile": self.keep_percentile, "drop_affinity": self.drop_affinity, "contiguous": self.contiguous}
-        return _align_steps(drop_dtw_blocks, video, candidates, self.smoothing, **options)
+        stacked = video.affinities(candidates, self.smoothing)
+        alignments = drop_dtw_blocks(stacked, range(len(candidates)), self.keep_percentile, self.drop_affinity, self.contiguous)
+        return [Score(a.score, a.path_len) for a in alignments]
 
 
 @dataclass(frozen=True)

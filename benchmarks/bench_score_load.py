@@ -17,8 +17,9 @@ timed over the whole workload:
 - **floor**: the least work that gives the same scores, into buffers allocated once
   per worker: per video one float32 product of its candidates' steps (stacked, with
   their norms, before timing) with the frames, the frames' norms, the sigmoid and one
-  call of the compiled DP. **fused floor**: the product, then norms, cosines, sigmoid
-  and DP in one compiled kernel. The ratios divide by the faster of the two floors.
+  call of the compiled DP. **fused floor**: the product and the frames' norms, then
+  cosines, sigmoid and DP in one compiled kernel (numba's scalar exp in place of
+  NumPy's vectorised one). The ratios divide by the faster of the two floors.
 
 Load: a second process keeps both cores busy (float64 products on two BLAS threads,
 in a loop) during the loaded rounds. A round runs public and both floors, in
@@ -44,7 +45,7 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from actalign.align import _align_batch, _align_one, _moves
+from actalign.align import _align_batch, _align_one
 from actalign.scorers import Calibration, ClassTexts, Video, make_scorer
 from actalign.threads import apply, budget_for
 
@@ -79,17 +80,15 @@ def unbudgeted(items: list[Item], workers: int) -> list[float]:
 
 
 class Buffers:
-    """Everything the floor writes, allocated once per worker."""
+    """Everything the floors write, allocated once per worker."""
 
     def __init__(self) -> None:
-        self.steps = np.full(CANDIDATES, STEPS, dtype=np.int64)
+        self.offsets = np.arange(CANDIDATES + 1, dtype=np.int64) * STEPS * FRAMES
         self.frames = np.full(CANDIDATES, FRAMES, dtype=np.int64)
-        self.left, self.up = _moves("global", self.steps, self.frames)
-        self.starts = np.arange(CANDIDATES, dtype=np.int64) * STEPS * FRAMES
-        self.path_starts = np.arange(CANDIDATES + 1, dtype=np.int64) * (STEPS + FRAMES - 1)
+        self.which = np.arange(CANDIDATES, dtype=np.int64)
         self.scores, self.lengths = np.empty(CANDIDATES), np.empty(CANDIDATES, dtype=np.int64)
-        self.paths = np.empty((self.path_starts[-1], 2), dtype=np.int64)
-        self.total, self.trial = np.empty(STEPS * FRAMES), np.empty((STEPS + FRAMES, 2), dtype=np.int64)
+        self.paths = np.empty((CANDIDATES, STEPS + FRAMES - 1, 2), dtype=np.int64)
+        self.total, self.trial = np.empty(STEPS * FRAMES), np.empty((STEPS + FRAMES - 1, 2), dtype=np.int64)
         self.affinity = np.empty((CANDIDATES * STEPS, FRAMES))
 
 
@@ -106,34 +105,31 @@ def floor(items: list[Item], workers: int) -> list[float]:
         np.exp(a, out=a)
         a += 1.0
         np.divide(1.0, a, out=a)
-        _align_batch(a.reshape(-1), b.starts, b.steps, b.frames, b.left, b.up, False, b.scores, b.lengths, b.path_starts, b.paths, b.total, b.trial)
+        _align_batch(a.reshape(-1), b.offsets, b.frames, b.which, False, False, b.scores, b.lengths, b.paths, b.total, b.trial)
         out += b.scores.tolist()
     return out
 
 
 @numba.njit(nogil=True)
-def _fused(product, frames, step_norms, kappa, bias, left, up, affinity, scores, lengths, path_starts, paths, total, trial):
-    """Frame norms, cosines, sigmoid and the DP of every candidate (STEPS rows each) in one compiled call."""
+def _fused(product, frame_norms, step_norms, kappa, bias, affinity, scores, paths, total, trial):
+    """Cosines, sigmoid and the DP of every candidate (STEPS rows each) in one compiled call."""
     rows, count = product.shape
-    for t in range(count):
-        squares = np.float32(0.0)
-        for j in range(frames.shape[1]):
-            squares += frames[t, j] * frames[t, j]
-        norm = np.sqrt(squares)
-        for k in range(rows):
-            cosine = np.float64(product[k, t]) / np.float64(step_norms[k] * norm)
+    for k in range(rows):
+        for t in range(count):
+            cosine = np.float64(product[k, t]) / (step_norms[k] * frame_norms[t])
             affinity[k, t] = 1.0 / (1.0 + np.exp(-(kappa * cosine + bias)))
     steps = rows // len(scores)
     for i in range(len(scores)):
         scratch = total[: steps * count].reshape((steps, count))
-        scores[i], lengths[i] = _align_one(affinity[i * steps : (i + 1) * steps], left[i], up[i], False, scratch, paths[path_starts[i] :], trial)
+        scores[i] = _align_one(affinity[i * steps : (i + 1) * steps], True, True, False, scratch, paths[i], trial)[0]
 
 
 def fused_floor(items: list[Item], workers: int) -> list[float]:
     apply(budget_for(workers))
     b, kappa, out = Buffers(), np.exp(SIGLIP.logit_scale), []
     for frames, _, stacked, step_norms in items:
-        _fused(stacked @ frames.T, frames, step_norms, kappa, SIGLIP.logit_bias, b.left, b.up, b.affinity, b.scores, b.lengths, b.path_starts, b.paths, b.total, b.trial)
+        frame_norms = np.sqrt(np.einsum("ij,ij->i", frames, frames))
+        _fused(stacked @ frames.T, frame_norms, step_norms, kappa, SIGLIP.logit_bias, b.affinity, b.scores, b.paths, b.total, b.trial)
         out += b.scores.tolist()
     return out
 

@@ -14,8 +14,12 @@ from actalign.align import (
     AlignmentInputError,
     affinity,
     align,
+    align_blocks,
     align_candidates,
     align_many,
+    block_scores,
+    candidate_affinities,
+    checked_frames,
     moving_average,
     reference_align,
 )
@@ -223,3 +227,76 @@ def test_bad_matrices_modes_and_calibrations():
         align(GOOD_FRAMES, GOOD_STEPS, logit_scale=math.nan, logit_bias=0.0)
     with pytest.raises(AlignmentInputError, match="axe-kick: dimension 2 does not match"):
         align_candidates(GOOD_FRAMES, [GOOD_STEPS, np.ones((1, 2))], labels=["spin", "axe-kick"], **CAL)
+
+
+def numpy_affinity(frames: np.ndarray, steps: np.ndarray, logit_scale: float, logit_bias: float) -> np.ndarray:
+    """The affinity as NumPy computed it before the compiled pass: the same product and norms in the
+    embeddings' precision, then float64 cosines and sigmoid with NumPy's vectorised exp."""
+    frame_norms, step_norms = (np.sqrt(np.einsum("ij,ij->i", rows, rows)) for rows in (frames, steps))
+    cosines = (steps @ frames.T).astype(np.float64) / np.outer(step_norms, frame_norms)
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-(math.exp(logit_scale) * cosines + logit_bias)))
+
+
+# (logit_scale, logit_bias): SigLIP-like; a bias that makes most sigmoids underflow to exactly 0; one that saturates them to 1
+CALIBRATIONS = [(math.log(117.3), -12.9), (math.log(900.0), -800.0), (math.log(50.0), 40.0)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("logit_scale", "logit_bias"), CALIBRATIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_affinities_are_numpys_and_align_as_the_reference(mode, logit_scale, logit_bias, dtype):
+    """The compiled sigmoid is NumPy's to the last bits of exp; aligned in place (``align_blocks``) or copied
+    (``align_many``), its blocks score and align exactly as the reference on them, for every smoothing width,
+    with sigmoids that underflow to 0 or saturate to 1, and with fewer frames than steps."""
+    rng = np.random.default_rng(hash((mode, logit_bias, str(dtype))) % 2**32)
+    for frames_count, smooth in [(30, 0), (30, 1), (30, 2), (30, 5), (4, 0), (1, 3)]:  # 4 and 1 frames: fewer than most scripts' steps
+        frames = rng.normal(size=(frames_count, 16)).astype(dtype)
+        scripts = [rng.normal(size=(k, 16)).astype(dtype) for k in (6, 1, 9, 3)]
+        stacked = candidate_affinities(checked_frames(frames), scripts, str, logit_scale, logit_bias, smooth)
+        expected = numpy_affinity(moving_average(frames, smooth), np.concatenate(scripts), logit_scale, logit_bias)  # one product: its rounding depends on its shape
+        np.testing.assert_allclose(stacked.matrix, expected, rtol=1e-13, atol=0)  # exp's last bits may differ
+        in_place = align_blocks(stacked, range(len(scripts)), mode)
+        copied = align_many([stacked.block(i).copy() for i in range(len(scripts))], mode)
+        for a, b in zip(in_place, copied, strict=True):
+            reference = reference_align(a.affinity, mode)
+            assert a.score == b.score == reference.score and np.array_equal(a.path, reference.path) and np.array_equal(b.path, reference.path)
+        assert stacked.matrix.min() >= 0.0 and stacked.matrix.max() <= 1.0
+
+
+def test_sigmoids_that_underflow_are_exactly_zero_and_score_as_the_reference():
+    frames, steps = np.eye(3, 4), -np.eye(2, 4)  # cosines 0 and -1: logits -800 and -1700, exp(-logit) overflows
+    stacked = candidate_affinities(checked_frames(frames), [steps], str, math.log(900.0), -800.0)
+    (scores, lengths), alignment = block_scores(stacked, [0], "subsequence"), reference_align(stacked.matrix, "subsequence")
+    assert np.all(stacked.matrix == 0.0)
+    assert scores == [alignment.score] == [0.0] and lengths == [alignment.path_len]
+
+
+def test_block_scores_are_the_scores_and_path_lengths_of_align_blocks_for_any_candidates():
+    rng = np.random.default_rng(5)
+    frames, scripts = rng.normal(size=(12, 8)), [rng.normal(size=(k, 8)) for k in (3, 14, 1)]
+    for mode in MODES:
+        for which in ([0, 1, 2], [2, 0], [1], []):
+            stacked = candidate_affinities(checked_frames(frames), scripts, str, **CAL)
+            scores, lengths = block_scores(stacked, which, mode)
+            alignments = align_blocks(stacked, which, mode)
+            assert scores == [a.score for a in alignments] and lengths == [a.path_len for a in alignments]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.ones(3), r"axe-kick: expected a non-empty 2-D array, got shape \(3,\)"),
+        (np.ones((0, 3)), r"axe-kick: expected a non-empty 2-D array, got shape \(0, 3\)"),
+        (np.ones((1, 2, 3)), r"axe-kick: expected a non-empty 2-D array, got shape \(1, 2, 3\)"),
+        (np.ones((2, 2)), r"axe-kick: dimension 2 does not match the frames' 3"),
+        (np.array([[1.0, np.nan, 0.0]]), r"axe-kick: 1 NaN or infinite value"),
+    ],
+)
+def test_a_bad_candidate_among_good_ones_is_named(bad, message):
+    """Shapes are checked on the stacked steps, and each candidate only when one is bad: the first bad one is named."""
+    for candidates, labels in (([GOOD_STEPS, bad], ["spin", "axe-kick"]), ([bad, bad.copy()], ["axe-kick", "spin"])):
+        with pytest.raises(AlignmentInputError, match=message):
+            align_candidates(GOOD_FRAMES, candidates, labels=labels, **CAL)
+    with pytest.raises(AlignmentInputError, match="axe-kick: dimension 2"):  # every candidate of the wrong dimension
+        align_candidates(GOOD_FRAMES, [np.ones((2, 2)), np.ones((1, 2))], labels=["axe-kick", "spin"], **CAL)

@@ -468,3 +468,19 @@ def test_scorers_of_one_video_share_its_checks_and_affinities_and_score_as_alone
     assert video.affinities(candidates, 2) is not video.affinities(candidates, 0)
     expected = affinity(frames, candidates[1].steps, logit_scale=CAL.logit_scale, logit_bias=CAL.logit_bias)
     np.testing.assert_allclose(video.affinities(candidates, 0).block(1), expected, rtol=1e-6)
+
+
+def test_a_videos_scores_do_not_depend_on_which_scorer_asks_first():
+    """Every scorer of a video scores the same, bit for bit, whichever scorer computes its affinities."""
+    from actalign.scorers import Video
+
+    rng = np.random.default_rng(12)
+    frames = rng.normal(size=(40, 6)).astype(np.float32)
+    candidates = [full_texts(str(i), rng.normal(size=(k, 6)).astype(np.float32), rng.normal(size=6), rng) for i, k in enumerate((5, 2, 7))]
+    calibration = Calibration(logit_scale=math.log(117.3), logit_bias=-12.9)
+    names = [*ORDERED, *reversed(ORDERED)]
+    first, second = Video(frames, calibration), Video(frames, calibration)
+    forward = {name: make_scorer(name, smoothing=3).score_video(first, candidates) for name in names[: len(ORDERED)]}
+    backward = {name: make_scorer(name, smoothing=3).score_video(second, candidates) for name in names[len(ORDERED) :]}
+    assert forward == backward
+    assert np.array_equal(first.affinities(candidates, 3).matrix, second.affinities(candidates, 3).matrix)
