@@ -3,12 +3,16 @@
     plan -> write-scripts -> encode-texts --------+
          -> acquire-shard (one per shard) --------+-> score-shard (one per shard) -> report
 
+A shard whose every item the plan found done is not a task run of its own: all such shards of a
+stage share one (``acquire-settled-shards``, ``score-settled-shards``), running the same stage code.
+
 The store is the truth: every stage skips what its key says is already done.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +25,7 @@ from actalign.config import RunConfig
 from actalign.flows.placement import encoding_placement
 from actalign.flows.progress import spinner, wait_with_progress
 from actalign.inputs import Inputs, load_inputs, shards
+from actalign.manifest import VideoSpec
 from actalign.queries.runner import refresh_views
 from actalign.registry import ModelIdentity, fetch_identity
 from actalign.script_assignment import ScriptAssignment, assign_scripts
@@ -30,7 +35,15 @@ from actalign.storage.lock import write_lock
 from actalign.storage.records import RunRecord, StatusRow, mark_interrupted, new_run_id, now, write_run, write_status, write_videos
 from actalign.storage.workdir import Workdir
 from actalign.tasks.acquire import AcquireResult, source_fingerprint
-from actalign.tasks.prefect_tasks import acquire_shard, encode_texts_task, score_shard, write_report_task, write_scripts_task
+from actalign.tasks.prefect_tasks import (
+    acquire_settled,
+    acquire_shard,
+    encode_texts_task,
+    score_settled,
+    score_shard,
+    write_report_task,
+    write_scripts_task,
+)
 from actalign.tasks.score import ScoreResult
 from actalign.tasks.texts import TextsResult
 
@@ -83,7 +96,7 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
         plan = plan_run(workdir, config, inputs, model, lambda video: source_fingerprint(video, config), assignments)
         plan.write(workdir, record.run_id)  # before any work: what the run will recompute, and the store entries it references
         logger.info("plan: %s", describe_plan(plan))
-        summary = _run_stages(workdir, record, config, model, inputs, assignments)
+        summary = _run_stages(workdir, record, config, model, inputs, assignments, plan.unsettled)
     except BaseException:
         record.state, record.finished_at = "failed", now()
         write_run(workdir, record)
@@ -93,44 +106,60 @@ def pipeline(config: RunConfig, run_id: str | None = None) -> RunSummary:
 
 
 def _run_stages(
-    workdir: Workdir, record: RunRecord, config: RunConfig, model: ModelIdentity, inputs: Inputs, assignments: list[ScriptAssignment]
+    workdir: Workdir,
+    record: RunRecord,
+    config: RunConfig,
+    model: ModelIdentity,
+    inputs: Inputs,
+    assignments: list[ScriptAssignment],
+    unsettled: dict[str, set[str]],
 ) -> RunSummary:
+    """``unsettled``: the plan's videos with work left per stage; the other shards share one task run per stage."""
     run_id = record.run_id
     script_futures = [write_scripts_task.submit(workdir, run_id, assignment) for assignment in assignments]
     all_scripts = {key: (spec, a.kind) for a in assignments for key, spec in a.classes.items()}
     video_shards = {f"{i:05d}": shard for i, shard in enumerate(shards(inputs.videos, config.shard_size))}
     with encoding_placement(config):  # on a Dask cluster: GPU workers only when the run asks for cuda
         texts_future = encode_texts_task.submit(workdir, run_id, all_scripts, script_futures, config, model)
-        # Each task gets its own shard's videos and the config: paths and keys travel, never arrays or the model.
-        acquired = {name: acquire_shard.submit(workdir, run_id, name, shard, config, model) for name, shard in video_shards.items()}
-    wait_with_progress({future: len(video_shards[name]) for name, future in acquired.items()}, "acquire (decode + encode)")
+        # Each task gets its shards' videos and the config: paths and keys travel, never arrays or the model.
+        acquired = _submit_shards(
+            video_shards, unsettled[ACQUIRE.name],
+            lambda name, shard: acquire_shard.submit(workdir, run_id, name, shard, config, model),
+            lambda settled: acquire_settled.submit(workdir, run_id, settled, config, model),
+        )
+    wait_with_progress(_videos_per_future(acquired, video_shards), "acquire (decode + encode)")
     with spinner("scripts and text embeddings"):  # they ran beside acquire; an LLM or a large text tower may still be busy
         scripts, texts = [future.result() for future in script_futures], texts_future.result()
 
     results: dict[str, AcquireResult] = {}
-    for name, future in acquired.items():
-        outcome = shard_outcome(future)
-        if isinstance(outcome, BaseException):  # the shard crashed even after Prefect's retry
-            write_status(workdir, run_id, ACQUIRE.name, name, [StatusRow.failed(ACQUIRE.name, v.video_id, outcome) for v in video_shards[name]])
-            outcome = AcquireResult(failed=len(video_shards[name]))
-        results[name] = outcome
+    for names, future in acquired.items():
+        for name, outcome in by_shard(names, shard_outcome(future)).items():
+            if isinstance(outcome, BaseException):  # the task crashed even after Prefect's retry
+                write_status(workdir, run_id, ACQUIRE.name, name, [StatusRow.failed(ACQUIRE.name, v.video_id, outcome) for v in video_shards[name]])
+                outcome = AcquireResult(failed=len(video_shards[name]))
+            results[name] = outcome
 
     embed_keys = candidate_embed_keys(assignments, texts)
-    scored = {
-        name: score_shard.submit(
-            workdir, run_id, name, shard, results[name].frames_keys, {v.video_id: embed_keys.get(v.video_id, {}) for v in shard}, model, config
-        )
-        for name, shard in video_shards.items()
-    }
-    wait_with_progress({future: len(video_shards[name]) for name, future in scored.items()}, "score")
+
+    def keys_of(part: dict[str, list[VideoSpec]]) -> tuple[dict[str, str], dict[str, dict[str, dict[str, str]]]]:
+        """The frames keys and embedding keys of these shards' videos."""
+        frames_keys = {video: key for name in part for video, key in results[name].frames_keys.items()}
+        return frames_keys, {v.video_id: embed_keys.get(v.video_id, {}) for shard in part.values() for v in shard}
+
+    scored = _submit_shards(
+        video_shards, unsettled[SCORE.name],
+        lambda name, shard: score_shard.submit(workdir, run_id, name, shard, *keys_of({name: shard}), model, config),
+        lambda settled: score_settled.submit(workdir, run_id, settled, *keys_of(settled), model, config),
+    )
+    wait_with_progress(_videos_per_future(scored, video_shards), "score")
     score_results: list[ScoreResult] = []
-    for name, future in scored.items():
-        outcome = shard_outcome(future)
-        if isinstance(outcome, BaseException):
-            acquired_ids = results[name].frames_keys
-            write_status(workdir, run_id, SCORE.name, name, [StatusRow.failed(SCORE.name, v, outcome) for v in acquired_ids])
-            outcome = ScoreResult(failed=len(acquired_ids))
-        score_results.append(outcome)
+    for names, future in scored.items():
+        for name, outcome in by_shard(names, shard_outcome(future)).items():
+            if isinstance(outcome, BaseException):
+                acquired_ids = results[name].frames_keys
+                write_status(workdir, run_id, SCORE.name, name, [StatusRow.failed(SCORE.name, v, outcome) for v in acquired_ids])
+                outcome = ScoreResult(failed=len(acquired_ids))
+            score_results.append(outcome)
     score_failures = sum(r.failed for r in score_results)
 
     n_failed = sum(r.failed for r in results.values()) + score_failures + sum(len(s.failed_keys) for s in scripts) + texts.failed
@@ -188,6 +217,30 @@ def candidate_embed_keys(assignments: list[ScriptAssignment], texts: TextsResult
                 if script_key in texts.embed_keys:
                     keys.setdefault(video_id, {}).setdefault(candidate, {})[assignment.kind] = texts.embed_keys[script_key]
     return keys
+
+
+def _submit_shards(
+    video_shards: dict[str, list[VideoSpec]],
+    unsettled: set[str],
+    one: Callable[[str, list[VideoSpec]], PrefectFuture[Any]],
+    settled: Callable[[dict[str, list[VideoSpec]]], PrefectFuture[Any]],
+) -> dict[tuple[str, ...], PrefectFuture[Any]]:
+    """One task run per shard with a video in ``unsettled``, and one for all the others (the plan found them
+    done: a task run apiece would cost more than their checks). Keys: the shards of each task run."""
+    done = {name: shard for name, shard in video_shards.items() if not any(v.video_id in unsettled for v in shard)}
+    futures = {(name,): one(name, shard) for name, shard in video_shards.items() if name not in done}
+    if done:
+        futures[tuple(done)] = settled(done)
+    return futures
+
+
+def _videos_per_future(futures: dict[tuple[str, ...], PrefectFuture[Any]], video_shards: dict[str, list[VideoSpec]]) -> dict[PrefectFuture[Any], int]:
+    return {future: sum(len(video_shards[name]) for name in names) for names, future in futures.items()}
+
+
+def by_shard(names: tuple[str, ...], outcome: Any) -> dict[str, Any]:
+    """A task run's outcome for each of its shards: the settled-shards tasks return theirs by shard; an exception ends all."""
+    return outcome if isinstance(outcome, dict) else dict.fromkeys(names, outcome)
 
 
 def shard_outcome(future: PrefectFuture[Any]) -> Any:

@@ -83,6 +83,7 @@ class FreshnessPlan:
     items: list[PlanItem]
     settings: dict[str, dict[str, Any]]
     previous_run: str | None
+    unsettled: dict[str, set[str]] = field(default_factory=dict)  # stage -> videos with an item not fresh (acquire, score)
 
     def stale(self, stage: str) -> list[PlanItem]:
         return [item for item in self.items if item.stage == stage and item.state == STALE]
@@ -136,6 +137,7 @@ def plan_run(
             continue
         frames[video.video_id] = key
         items.append(judge(acquire, video.video_id, key, workdir.frames_path(key), "new video", "video file or segment changed"))
+    unsettled = {acquire: {item.item for item in items if item.state != FRESH}, stages.SCORE.name: set()}
 
     assignments = assignments if assignments is not None else [assign_scripts(inputs.classes, inputs.videos, config, k) for k in config.text_kinds()]
     embeds: dict[str, str] = {}  # script key -> embedding key
@@ -155,6 +157,7 @@ def plan_run(
     kinds = {a.kind: a for a in assignments}
     for video in inputs.videos:
         if video.video_id not in frames:
+            unsettled[stages.SCORE.name].add(video.video_id)
             continue
         frames_key = frames[video.video_id]
         cache_path = workdir.pair_scores_path(frames_key)
@@ -166,7 +169,9 @@ def plan_run(
                 key = stages.pair_key(name, config, model, frames_key, keys)
                 item = f"{video.video_id}/{candidate}/{name}"
                 items.append(judge.pair(item, video.video_id, key, name, cache, relative, upstream))
-    return FreshnessPlan(items, settings, judge.previous.run_id)
+                if items[-1].state != FRESH:
+                    unsettled[stages.SCORE.name].add(video.video_id)
+    return FreshnessPlan(items, settings, judge.previous.run_id, unsettled)
 
 
 def _script_labels(assignment: ScriptAssignment) -> dict[str, str]:

@@ -106,6 +106,14 @@ def acquire_videos(workdir: Workdir, run_id: str, shard: str, videos: list[Video
     return result
 
 
+def acquire_settled_shards(
+    workdir: Workdir, run_id: str, shards: dict[str, list[VideoSpec]], config: RunConfig, model: ModelIdentity
+) -> dict[str, AcquireResult]:
+    """``acquire_videos`` for each shard the plan found stored whole, in one task run: for such a shard the
+    task run costs more than the stage's checks. A shard found wanting after all is still acquired."""
+    return {name: acquire_videos(workdir, run_id, name, videos, config, model) for name, videos in shards.items()}
+
+
 @dataclass
 class _Item:
     video: VideoSpec

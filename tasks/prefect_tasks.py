@@ -18,10 +18,10 @@ from actalign.queries.report.build import build_report
 from actalign.queries.report.write import write_files
 from actalign.queries.runner import session
 from actalign.storage.workdir import Workdir
-from actalign.tasks.acquire import acquire_videos
+from actalign.tasks.acquire import acquire_settled_shards, acquire_videos
 from actalign.tasks.artifacts import publish_artifacts
 from actalign.tasks.results import write_results
-from actalign.tasks.score import score_videos
+from actalign.tasks.score import score_settled_shards, score_videos
 from actalign.tasks.scripts import write_scripts
 from actalign.tasks.texts import encode_texts
 
@@ -30,6 +30,9 @@ acquire_shard = task(name="acquire-shard", retries=1, retry_delay_seconds=5, cac
 write_scripts_task = task(name="write-scripts", retries=0, cache_policy=NO_CACHE)(write_scripts)  # the LLM provider retries itself
 encode_texts_task = task(name="encode-texts", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)(encode_texts)
 score_shard = task(name="score-shard", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)(score_videos)
+# The shards a plan found done, all in one task run each (a re-run's shards would otherwise cost a task run apiece).
+acquire_settled = task(name="acquire-settled-shards", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)(acquire_settled_shards)
+score_settled = task(name="score-settled-shards", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)(score_settled_shards)
 
 
 @task(name="write-report", retries=1, cache_policy=NO_CACHE)

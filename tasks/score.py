@@ -91,6 +91,20 @@ def score_videos(
     return result
 
 
+def score_settled_shards(
+    workdir: Workdir,
+    run_id: str,
+    shards: dict[str, list[VideoSpec]],
+    frames_keys: dict[str, str],
+    embed_keys: dict[str, dict[str, dict[str, str]]],
+    model: ModelIdentity,
+    config: RunConfig,
+) -> dict[str, ScoreResult]:
+    """``score_videos`` for each shard whose every pair the plan found cached, in one task run (see
+    ``acquire_settled_shards``); the keys cover the videos of all of them."""
+    return {name: score_videos(workdir, run_id, name, videos, frames_keys, embed_keys, model, config) for name, videos in shards.items()}
+
+
 def _score_pairs(
     workdir: Workdir,
     video: VideoSpec,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import time
 from pathlib import Path
 
 import duckdb
@@ -209,3 +210,47 @@ def test_explain_dpi_sets_the_png_size(first_run, tmp_path):
         assert result.exit_code == 0, result.output
         sizes[dpi] = Image.open(sorted(out.glob("*.png"))[0]).size
     assert abs(sizes[300][0] - 2 * sizes[150][0]) <= 3
+
+
+@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+def test_shards_the_plan_finds_done_share_one_task_run_per_stage(demo_dataset, tmp_path):
+    """Every shard is its own task run when it has work; a re-run's done shards take one task run per stage
+    (a task run costs more than a done shard's checks), and a changed video's shard is again its own."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    manifest, classes = demo_dataset
+    config = config_for(manifest, classes, tmp_path / "work").model_copy(update={"shard_size": 2})  # 3 shards of 2 videos
+    rows = list(csv.DictReader(open(manifest)))
+    rows[0].update(path=str(manifest.parent / rows[0]["path"]), end_s="2.0")  # one video's segment changes
+    changed = tmp_path / "changed.csv"
+    with open(changed, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([rows[0], *({**r, "path": str(manifest.parent / r["path"])} for r in rows[1:])])
+    names = {f"{tmp_path.name}-{n}": c for n, c in (("cold", config), ("again", config), ("changed", config.model_copy(update={"videos": changed})))}
+    summaries = {name: run_pipeline(c, run_name=name) for name, c in names.items()}
+    expected = {
+        "cold": {"acquire-shard": 3, "score-shard": 3},
+        "again": {"acquire-settled-shards": 1, "score-settled-shards": 1},
+        "changed": {"acquire-shard": 1, "acquire-settled-shards": 1, "score-shard": 1, "score-settled-shards": 1},
+    }
+    seen: dict[str, dict[str, int]] = {}
+    deadline = time.monotonic() + 120  # task runs reach the server as events, shortly after the flow run ends
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            for name in names:
+                flow_runs = FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+                runs = [r.name.rsplit("-", 1)[0] for r in client.read_task_runs(flow_run_filter=flow_runs)]
+                seen[name.rsplit("-", 1)[1]] = {task: runs.count(task) for task in set(runs) if "shard" in task}
+        if seen == expected:
+            break
+        time.sleep(1)
+    assert seen == expected
+    again, after_change = summaries[f"{tmp_path.name}-again"], summaries[f"{tmp_path.name}-changed"]
+    assert (again.reused_videos, again.scored_pairs) == (6, 0)
+    assert (after_change.reused_videos, after_change.decoded_frames > 0, after_change.n_failed) == (5, True, 0)
+    root = Path(again.workdir)
+    for stage in ("acquire", "score"):  # the shared task run still writes each shard's status, per video
+        assert query(root, f"SELECT count(*) FROM status WHERE run_id = ? AND stage = '{stage}' AND state = 'skipped'", again.run_id) == [(6,)]
+    assert query(root, "SELECT count(DISTINCT video_id) FROM scores WHERE run_id = ?", again.run_id) == [(6,)]
