@@ -10,7 +10,7 @@ not timed.
 
 Two ratios, both measured in the same process run, printed, never asserted:
 
-1. **pipeline / plain** (goal < 1.2: orchestration and storage add under 20 %):
+1. **pipeline / plain** (goal <= 1.3: orchestration and storage add at most 30 %):
    the wall time of ``actalign.flows.pipeline.run_pipeline`` on a fresh workdir (the
    Prefect flow and its tasks, Parquet stores, status rows, views, report)
    versus the same work done by the pure functions in a plain loop, in one
@@ -23,7 +23,7 @@ Two ratios, both measured in the same process run, printed, never asserted:
    encodes each video alone (more, smaller passes: slower, a weaker baseline).
    The plain loop runs once before the flow runs and once after them; the
    ratio uses their mean.
-2. **re-run / cold** (goal < 0.05): the same configuration on the same workdir
+2. **re-run / cold** (goal <= 0.15): the same configuration on the same workdir
    again, which decodes, encodes and scores nothing.
 
 Fixed costs are timed apart and are in neither ratio: imports, the start of
@@ -89,7 +89,9 @@ TIMED = [
     ("actalign.tasks.prefect_tasks", "write_scripts_task.fn", "scripts", None),
     ("actalign.tasks.prefect_tasks", "encode_texts_task.fn", "texts", None),
     ("actalign.tasks.prefect_tasks", "acquire_shard.fn", "acquire", None),
+    ("actalign.tasks.prefect_tasks", "acquire_settled.fn", "acquire", None),
     ("actalign.tasks.prefect_tasks", "score_shard.fn", "score", None),
+    ("actalign.tasks.prefect_tasks", "score_settled.fn", "score", None),
     ("actalign.flows.pipeline", "refresh_views", "views (DuckDB)", None),
     ("actalign.tasks.prefect_tasks", "build_report", "report: queries and tables", None),
     ("actalign.tasks.prefect_tasks", "write_files", "report: report.md", None),
@@ -123,6 +125,7 @@ REST = {
     "texts": "encoding, text cache",
     "freshness plan": "keys, previous plan",
 }
+GOALS = {"pipeline_over_plain": 1.3, "rerun_over_cold": 0.15}  # issue 19
 SCORING = ("scoring (score_many)", "score")  # scorers built by actalign.tasks.score.make_scorer are wrapped
 
 
@@ -675,12 +678,12 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
           f"  reset before each phase; getrusage max RSS of the whole process: {max_rss_mb:.1f} MB)")
 
     print("\nratios (measured in this run, not asserted):")
-    r = ratios["pipeline_over_plain"]
-    print(f"  pipeline cold / plain loop (mean of before and after) = {cold['wall_s']:.2f} / {plain_s:.2f} = {r:.3f} "
-          f"(goal < 1.2): {'PASS' if r < 1.2 else 'FAIL'}")
-    r = ratios["rerun_over_cold"]
-    print(f"  unchanged re-run / cold run                           = {rerun['wall_s']:.2f} / {cold['wall_s']:.2f} = {r:.3f} "
-          f"(goal < 0.05): {'PASS' if r < 0.05 else 'FAIL'}")
+    for name, label, (top, bottom) in (
+        ("pipeline_over_plain", "pipeline cold / plain loop (mean of before and after)", (cold["wall_s"], plain_s)),
+        ("rerun_over_cold", "unchanged re-run / cold run", (rerun["wall_s"], cold["wall_s"])),
+    ):
+        r, goal = ratios[name], GOALS[name]
+        print(f"  {label:53s} = {top:.2f} / {bottom:.2f} = {r:.3f} (goal <= {goal}): {'PASS' if r <= goal else 'FAIL'}")
 
     print("\nwhere the time goes:")
     print_plain("plain loop, before", runs["plain_before"])
@@ -704,7 +707,7 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         "runs": runs,
         "plain_mean_s": plain_s,
         "ratios": ratios,
-        "goals": {"pipeline_over_plain": 1.2, "rerun_over_cold": 0.05},
+        "goals": GOALS,
         "max_rss_mb": max_rss_mb,
         "not_timed": missing,
     }

@@ -29,7 +29,7 @@ def test_bench_pipeline_small(tmp_path, capsys):
     plain_mean = (runs["plain_before"]["wall_s"] + runs["plain_after"]["wall_s"]) / 2
     assert results["plain_mean_s"] == pytest.approx(plain_mean)
     assert ratios == pytest.approx({"pipeline_over_plain": runs["cold"]["wall_s"] / plain_mean, "rerun_over_cold": runs["rerun"]["wall_s"] / runs["cold"]["wall_s"]})
-    assert f"= {ratios['pipeline_over_plain']:.3f} (goal < 1.2)" in printed and f"= {ratios['rerun_over_cold']:.3f} (goal < 0.05)" in printed
+    assert f"= {ratios['pipeline_over_plain']:.3f} (goal <= 1.3)" in printed and f"= {ratios['rerun_over_cold']:.3f} (goal <= 0.15)" in printed
     assert json.loads(out.read_text())["ratios"] == ratios
 
     pairs = 12 * 6 * 2  # every video x all 6 classes x the 2 default scorers
