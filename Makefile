@@ -25,7 +25,7 @@ test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || true
 	$(VENV)/bin/pytest $(PYTEST_PARALLEL)
 
-# The development loop: every test but those marked slow (3 s or more each: crash recovery, deployments,
+# The development loop: every test but those marked slow (2 s or more each: crash recovery, deployments,
 # the Dask cluster, the trained toy model, most CLI-process and whole-pipeline tests); `make test` (what CI runs) keeps them.
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_PARALLEL)

@@ -7,8 +7,14 @@ each worker keeps its own Prefect home."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
+from contextlib import ExitStack
+from importlib.metadata import version
 from pathlib import Path
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="actalign-tests-"))
@@ -33,11 +39,40 @@ CLIPS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """One temporary Prefect server for the whole session (about 10 s once)."""
-    from prefect.testing.utilities import prefect_test_harness
+    """One temporary Prefect server for the whole session. Its new database starts as a copy of one already
+    migrated (``migrated_prefect_database``): migrating is most of the 11 s a harness takes to start."""
+    from prefect.testing import utilities
 
-    with prefect_test_harness(server_startup_timeout=120):
+    template, new_folder = migrated_prefect_database(), utilities.mkdtemp
+
+    def seeded_folder() -> str:  # where the harness puts its database, prefect-test.db; unused if Prefect renames it
+        folder = new_folder()
+        shutil.copyfile(template, Path(folder) / "prefect-test.db")
+        return folder
+
+    with ExitStack() as stack:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(utilities, "mkdtemp", seeded_folder)
+            stack.enter_context(utilities.prefect_test_harness(server_startup_timeout=120))
         yield
+
+
+def migrated_prefect_database() -> Path:
+    """An empty Prefect database migrated to this Prefect version's schema, made once per machine and version
+    (about 10 s) and shared by every test process; a server started on a copy skips the migrations."""
+    path = Path(tempfile.gettempdir()) / "actalign-tests-prefect" / f"prefect-{version('prefect')}.db"
+    if path.exists():
+        return path
+    path.parent.mkdir(exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another test process may be making it
+        if not path.exists():
+            partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            database = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{partial}"}
+            subprocess.run([sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"], env={**os.environ, **database},
+                           check=True, capture_output=True, timeout=600)
+            os.replace(partial, path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def benchmark_rows(demo_dataset, server: LoopbackServer) -> list[dict]:
     return rows
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_actionatlas_rows_download_score_and_resume(demo_dataset, tmp_path):
     _, classes = demo_dataset
     with LoopbackServer() as server:

@@ -114,6 +114,7 @@ def test_registry_lists_the_families():
     assert all(spec.family in calibration.FAMILY_DEFAULT and spec.description for spec in REGISTRY.values())
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 @pytest.mark.usefixtures("prefect_harness")
 @pytest.mark.parametrize("name", ["tiny-siglip2", "tiny-clip"])
 def test_each_family_runs_through_the_pipeline(name: str, demo_dataset, tmp_path: Path):
@@ -128,7 +129,7 @@ def test_each_family_runs_through_the_pipeline(name: str, demo_dataset, tmp_path
         assert con.execute("SELECT count(DISTINCT video_id) FROM predictions WHERE run_id = ?", [summary.run_id]).fetchone() == (6,)
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 @pytest.mark.usefixtures("prefect_harness")
 def test_switching_calibration_rescores_only_the_pairs(demo_dataset, tmp_path: Path):
     """A run with another --calibration finds every frame and text embedding fresh and re-scores only the
@@ -154,6 +155,7 @@ def test_switching_calibration_rescores_only_the_pairs(demo_dataset, tmp_path: P
     assert run_pipeline(config).scored_pairs == 0  # switching back: the first run's pairs are still in the store
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_models_command_lists_the_registry_without_torch(tmp_path: Path):
     models.load_encoder("tiny-clip", device="cpu", batch_size=4)  # built in this session's cache: listed as local
     assert not imported_modules(["models"], tmp_path) & set(HEAVY)

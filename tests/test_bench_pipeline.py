@@ -15,7 +15,7 @@ from benchmarks import bench_pipeline
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_bench_pipeline_small(tmp_path, capsys):
     out = tmp_path / "bench.json"
     results = bench_pipeline.main(

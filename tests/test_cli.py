@@ -83,6 +83,7 @@ def narrow(*args: object):
     return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "40", "TERM": "dumb"})
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_failed_video_gives_exit_1_and_its_path_whole_on_a_narrow_pipe(demo_dataset, demo_rows, tmp_path):
     _, classes = demo_dataset

@@ -122,7 +122,7 @@ def test_two_runs_started_at_once_on_one_workdir_both_complete_one_after_the_oth
     assert (workdir / LOCK_NAME).read_text() == ""  # released: it names no one
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_a_second_writer_waits_for_the_first_or_exits_2_naming_it(demo_dataset, tmp_path):
     manifest, classes = demo_dataset
     workdir = tmp_path / "work"
@@ -159,6 +159,7 @@ def dead_pid() -> int:
     return int(ended.stdout)
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_a_lock_left_by_a_dead_process_is_taken_over_and_one_of_another_host_is_trusted(tmp_path):
     workdir = write_runs(tmp_path / "work", {RUN: 2})
     lock = workdir.root / LOCK_NAME
@@ -188,7 +189,7 @@ time.sleep(600)
 """
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_readers_work_while_another_program_holds_the_database_and_never_take_the_write_lock(tmp_path):
     workdir = write_runs(tmp_path / "work", {RUN: 4})
     assert actalign("gc", "--workdir", workdir.root).returncode == 0  # a writing command creates actalign.duckdb
@@ -214,7 +215,7 @@ def test_readers_work_while_another_program_holds_the_database_and_never_take_th
         holder.wait()
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_sql_cannot_change_the_views_and_a_view_changed_elsewhere_is_put_back(tmp_path):
     workdir = write_runs(tmp_path / "work", {RUN: 4})
     accuracy = "SELECT 'top1=' || top1 || ' n=' || n AS a FROM accuracy"

@@ -160,7 +160,7 @@ def mixed_cluster():
         yield spec, client
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_a_cuda_run_encodes_on_gpu_workers_only(mixed_cluster, demo_dataset, tmp_path):
     spec, _ = mixed_cluster
     manifest, classes = demo_dataset

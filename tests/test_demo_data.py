@@ -136,7 +136,7 @@ def test_loads_with_the_project_readers(dataset: tuple[Path, Path]) -> None:
     assert all(Path(v.source).is_file() and len(v.candidates) == 6 and v.label for v in videos)
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_background_set_puts_short_events_between_long_stretches_of_other_shapes(tmp_path: Path) -> None:
     spec = DEMO_SETS["background"]
     manifest, classes_file = make_demo_dataset(tmp_path, videos_per_class=1, demo_set="background")

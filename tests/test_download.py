@@ -391,7 +391,7 @@ print("finished")
 """
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_killed_download_resumes_and_never_counts_as_complete(
     server: LoopbackServer, videos: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -93,7 +93,7 @@ def inputs(demo_dataset, tmp_path_factory) -> dict[str, Path]:
     }
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_each_change_recomputes_exactly_what_it_affects(inputs, tmp_path):
     workdir = tmp_path / "work"
 
@@ -162,6 +162,7 @@ def test_each_change_recomputes_exactly_what_it_affects(inputs, tmp_path):
     assert any("fingerprint" in reason for reason in plan["acquire"][1])
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_status_plans_without_running(inputs, tmp_path, monkeypatch):
     """The plan `actalign status` prints is made without writing any store file."""
     tiny_random_path()  # built, not loaded: status reads its identity from its files

@@ -49,6 +49,7 @@ def files(folder: Path) -> dict[Path, bytes]:
     return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_symlinks_are_deleted_as_links_and_their_targets_outside_the_workdir_survive(workdir: Workdir, tmp_path: Path):
     outside = tmp_path / "outside"
     victim = parquet(outside / "victim.parquet")

@@ -188,7 +188,7 @@ def outside(root: Path, before: set[Path], *inside: Path) -> set[Path]:
     return {p for p in tree(root) - before if not any(p.is_relative_to(folder) for folder in inside)}
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_explain_writes_every_candidate_inside_the_workdir(hostile):
     root, workdir, videos, classes = hostile
     for video in videos:
@@ -209,7 +209,7 @@ def test_explain_with_out_writes_only_there(hostile):
     assert not outside(root, before, out, workdir.root) and not any(p.suffix == ".png" for p in tree(workdir.root) - before)
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_report_heatmaps_stay_in_the_report_folder(hostile):
     root, workdir, videos, classes = hostile
     for out in (None, deep(root, "report")):

@@ -95,6 +95,7 @@ def test_a_bom_hides_no_column(tmp_path: Path):
         assert (video.video_id, video.source, video.label) == ("v1", str(tmp_path / "clip.mp4"), "a"), name
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_yaml_aliases_are_refused_in_classes_configurations_and_prompt_templates(tmp_path: Path):
     """486 bytes of nested aliases took 3 GB and 77 s; now any alias is refused as it is parsed."""
     code, said = status(tmp_path, "video_id,path\nv1,a.mp4\n", BILLION_LAUGHS + "classes: [{action: A, steps: *l8}]\n")
@@ -114,7 +115,7 @@ def test_deep_json_nesting_is_an_input_error(tmp_path: Path):
         load_classes(tmp_path / "c.json")
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_twenty_thousand_classes_parse_with_the_c_loader(tmp_path: Path):
     """29 s with the pure-Python loader; libyaml's, when installed, is the base of the no-alias loader."""
     assert issubclass(NoAliasLoader, yaml.CSafeLoader) or not yaml.__with_libyaml__

@@ -76,6 +76,7 @@ def hostile_run(demo_dataset: tuple[Path, Path], tmp_path_factory: pytest.TempPa
     return workdir, done
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_sql_prints_markup_as_text(tmp_path: Path):
     query = "SELECT '[/]' AS a, '[link=http://x]y[/link]' AS b, '[bold]z' AS c, 1 AS \"[/x]\""
     done = actalign("sql", "--workdir", str(tmp_path / "work"), query, cwd=tmp_path)

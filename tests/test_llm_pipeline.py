@@ -54,7 +54,7 @@ def config(inputs, workdir: Path, server: LLMServer, prompt: str = "context-rich
     return RunConfig(videos=inputs[0], classes=inputs[1], workdir=workdir, model="tiny-random", provider="openai", llm=llm, prompts={"steps": prompt})
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_prompt_edit_regenerates_scripts_and_reuses_frames(inputs, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     workdir = tmp_path / "work"
@@ -109,6 +109,7 @@ def test_prompt_edit_regenerates_scripts_and_reuses_frames(inputs, tmp_path, mon
     assert leaked == []
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_a_failed_question_fails_its_videos_only(inputs, tmp_path):
     """An LLM that never writes one candidate's script: its questions fail with the raw answers kept,
     their videos fail at scoring, and the other questions' videos are scored."""
@@ -130,7 +131,7 @@ def test_a_failed_question_fails_its_videos_only(inputs, tmp_path):
         assert missing > 0 and scored > 0 and missing + scored == 6
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_attributes_and_storyboard_texts_are_scripts_like_any_other(inputs, tmp_path):
     """Scorers that need attribute keywords and storyboard sub-texts get them from the LLM, each kind with
     its own template, stored and keyed like steps; an unchanged re-run asks for nothing."""

@@ -103,7 +103,7 @@ def test_an_unknown_model_suggests_the_closest_registry_name(tmp_path):
     assert result.exit_code == 2 and "Unknown model 'siglip-bse'" in said and "did you mean 'siglip-base'" in said
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_a_suggested_command_arrives_whole_in_a_narrow_terminal_and_in_a_pipe(tmp_path):
     """`explain` of an unknown video suggests an `actalign sql` command naming the workdir: on one line of a
     40-column terminal and of a pipe, quoted so that pasting it into a shell runs that exact query."""

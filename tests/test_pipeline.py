@@ -88,7 +88,7 @@ def test_report_carries_the_untrained_banner(first_run):
     assert "UNTRAINED MODEL" in report and "## Accuracy" in report and "actalign" in report
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_rerun_decodes_and_encodes_nothing(first_run):
     config, summary = first_run
     frame_files = sorted(Path(summary.workdir, "store", "frame_embeddings").glob("*.parquet"))
@@ -111,7 +111,7 @@ def test_rerun_decodes_and_encodes_nothing(first_run):
         assert query(root, f"SELECT count(*) FROM status WHERE run_id = ? AND stage = '{stage}' AND state = 'skipped'", again.run_id) == [(6,)]
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_bad_videos_fail_alone(demo_dataset, tmp_path):
     """A missing file, an undecodable file and a segment past the end each become a failed row; the rest is scored."""
     manifest, classes = demo_dataset
@@ -195,7 +195,7 @@ def test_explain_writes_papers_formats(first_run, tmp_path, fmt, magic):
     assert all(str(p) in printed for p in figures)
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_explain_dpi_sets_the_png_size(first_run, tmp_path):
     from PIL import Image
     from typer.testing import CliRunner
@@ -212,7 +212,7 @@ def test_explain_dpi_sets_the_png_size(first_run, tmp_path):
     assert abs(sizes[300][0] - 2 * sizes[150][0]) <= 3
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_shards_the_plan_finds_done_share_one_task_run_per_stage(demo_dataset, tmp_path):
     """Every shard is its own task run when it has work; a re-run's done shards take one task run per stage
     (a task run costs more than a done shard's checks), and a changed video's shard is again its own."""

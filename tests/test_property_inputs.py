@@ -42,7 +42,7 @@ def files_outside(sandbox: Path, workdir: Path) -> set[Path]:
     return {path for path in sandbox.rglob("*") if workdir not in path.parents and path != workdir}
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(classes=st.lists(CLASS, min_size=1, max_size=3), data=st.data())
 def test_status_on_hostile_inputs_exits_0_or_2_and_writes_only_its_workdir(video: Path, classes: list[dict], data: st.DataObject):

@@ -250,6 +250,7 @@ def test_latest_run_and_run_info(workdir):
     assert tables.run_info(workdir, "nope") is None
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_views_and_named_queries_answer_on_an_empty_workdir(tmp_path):
     workdir = Workdir.open(tmp_path / "empty")
     views = ["videos", "frame_embeddings", "scripts", "step_embeddings", "scores", "predictions", "run_scorers", "accuracy",

@@ -83,7 +83,7 @@ def test_a_flow_run_publishes_the_accuracy_table_and_markdown_artifacts(pipeline
     assert UNTRAINED_BANNER in markdown and "## Accuracy (labelled videos)" in markdown and "![" not in markdown
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (Debian: apt-get install chromium); the HTML is not rendered")
 def test_html_report_renders_in_headless_chromium(pipeline_run, tmp_path):
     out = tmp_path / "html"

@@ -17,7 +17,7 @@ from actalign.calibration import default_for
 from actalign.scorers import SCORER_NAMES, make_scorer
 from benchmarks.proxies import CALIBRATION_ROWS, PROXIES, accuracy, family_calibration, in_family_range, make_trials
 
-pytestmark = pytest.mark.slow  # its two tables take 3 s or more each: `make test-fast` leaves the module out
+pytestmark = pytest.mark.slow  # its two tables take 2 s or more each: `make test-fast` leaves the module out
 TRIALS, SEED, CHANCE = 400, 0, 0.2
 ORDER_FREE = ("mean-pool", "max-pool", "attribute-saliency", "attribute-saliency-augmented", "storyboard", "ost")
 

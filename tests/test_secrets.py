@@ -30,6 +30,7 @@ def actalign(*args: object, cwd: Path) -> tuple[int, str, str]:
     return done.returncode, done.stdout, " ".join(done.stderr.split())
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_credentials_in_the_llm_base_url_are_refused_and_never_printed(tmp_path: Path):
     for command in ("config", "run"):
         code, out, err = actalign(command, *INPUTS, "--workdir", tmp_path / "work", "--llm-base-url", KEYLESS_URLS[0], cwd=tmp_path)
@@ -61,6 +62,7 @@ def test_a_deployment_refuses_them_when_a_run_is_created_before_prefect_stores_i
     validate({"config": {"videos": "v.csv", "classes": "c.yaml", "llm": {"base_url": "http://127.0.0.1:9/v1"}}}, schema, raise_on_error=True)
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_api_key_env_in_a_config_file_is_refused_naming_the_environment_variable(tmp_path: Path):
     llm = {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "AWS_SECRET_ACCESS_KEY"}
     config = {"videos": "videos.csv", "classes": "classes.yaml", "provider": "openai", "llm": llm}

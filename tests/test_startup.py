@@ -66,7 +66,7 @@ def test_commands_import_no_torch_transformers_or_prefect(args: list[str], expec
     assert not imported_modules(args, tmp_path, expect) & set(HEAVY)
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_config_and_input_errors_import_none_of_them(demo_options: list[str], tmp_path: Path):
     assert not imported_modules(["config", *demo_options], tmp_path) & set(HEAVY)
     missing = ["--videos", str(tmp_path / "missing.csv"), *demo_options[2:]]
@@ -74,6 +74,7 @@ def test_config_and_input_errors_import_none_of_them(demo_options: list[str], tm
     assert not imported_modules(["status", *missing], tmp_path, expect=2) & set(HEAVY)
 
 
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_status_plans_without_loading_the_model(demo_options: list[str], tmp_path: Path):
     """The plan names the model's identity as a run computes it, read from the files alone."""
     assert not imported_modules(["status", *demo_options], tmp_path) & set(HEAVY)
@@ -82,7 +83,7 @@ def test_status_plans_without_loading_the_model(demo_options: list[str], tmp_pat
     assert done.stdout.startswith("6 videos, 6 classes")
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_limit_takes_the_first_videos_and_is_part_of_the_config(demo_options: list[str], tmp_path: Path):
     done = subprocess.run([*ACTALIGN, "status", *demo_options, "--limit", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.startswith("2 videos, 6 classes"), done.stdout + done.stderr

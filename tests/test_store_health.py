@@ -43,7 +43,7 @@ def invoke(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_a_truncated_store_file_is_reported_and_recomputed(demo_dataset, tmp_path):
     config = config_for(demo_dataset, tmp_path / "work")
     first = run_pipeline(config)
@@ -86,7 +86,7 @@ def test_a_killed_run_is_marked_interrupted(tmp_path):
     assert states[dead.run_id] == "interrupted" and states[live.run_id] == "running"
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_gc_removes_only_what_no_run_references(demo_dataset, tmp_path):
     root = tmp_path / "work"
     first = run_pipeline(config_for(demo_dataset, root))

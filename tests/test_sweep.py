@@ -212,7 +212,7 @@ def test_sweep_computes_shared_work_once_and_reports_an_honest_winner(llm_inputs
     assert leaked == []
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_killed_sweep_resumes_with_the_arms_it_did_not_finish(demo_dataset, tmp_path):
     """arms.parquet names a run that never finished (the sweep was killed during it): that arm runs again,

@@ -48,7 +48,7 @@ def test_unseen_combinations_rank_their_caption_first(toy_encoder: Encoder) -> N
     assert card["held_out_caption_accuracy"] >= 0.9  # the same check at the model's own size, when it was trained
 
 
-@pytest.mark.slow  # 3 s or more: `make test-fast` leaves it out
+@pytest.mark.slow  # 2 s or more: `make test-fast` leaves it out
 def test_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     folders = {name: tmp_path / name for name in ("a", "b", "other-seed")}
     for name, folder in folders.items():
