@@ -491,8 +491,8 @@ def print_breakdown(title: str, run: dict[str, Any]) -> None:
         print(f"    {' ' * indent}{label:{44 - indent}s} {seconds:8.2f} s  {count}  {100 * seconds / wall:5.1f} % of wall")
 
     print(f"  {title} ({wall:.2f} s wall; stage seconds are summed over threads):")
-    for _, _, key, parent in TIMED:
-        if parent is not None or key not in stages:
+    for key in dict.fromkeys(key for _, _, key, parent in TIMED if parent is None):  # a stage's tasks share its label
+        if key not in stages:
             continue
         line(key, stages[key]["seconds"], stages[key]["calls"], 0)
         label = key
