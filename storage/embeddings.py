@@ -135,10 +135,8 @@ def read_pair_scores(path: Path) -> PairScores:
 
 @lru_cache(maxsize=2048)  # tiny files; a run of 2,048 videos plans and scores with one read each
 def _read_pair_scores(path: str, inode: int, size: int, mtime_ns: int) -> PairScores:
-    table = read(Path(path))
-    columns = (table.column(name).to_pylist() for name in ("pair_key", "score", "path_len"))
-    keys, scores, lengths = columns
-    return MappingProxyType(dict(zip(keys, zip(scores, lengths))))
+    table = read(Path(path)).to_pydict()
+    return MappingProxyType(dict(zip(table["pair_key"], zip(table["score"], table["path_len"]))))
 
 
 def write_pair_scores(path: Path, scores: dict[str, tuple[float, int | None]]) -> None:
