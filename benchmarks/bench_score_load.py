@@ -18,8 +18,8 @@ timed over the whole workload:
   per worker: per video one float32 product of its candidates' steps (stacked, with
   their norms, before timing) with the frames, the frames' norms, the sigmoid and one
   call of the compiled DP. **fused floor**: the product and the frames' norms, then
-  cosines, sigmoid and DP in one compiled kernel (numba's scalar exp in place of
-  NumPy's vectorised one). The ratios divide by the faster of the two floors.
+  cosines, sigmoid and DP in one compiled kernel (the library's compiled sigmoid, whose
+  exp LLVM vectorises, in place of NumPy's passes). The ratios divide by the faster of the two floors.
 
 Load: a second process keeps both cores busy (float64 products on two BLAS threads,
 in a loop) during the loaded rounds. A round runs public and both floors, in
@@ -45,7 +45,7 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from actalign.align import _align_batch, _align_one
+from actalign.align import _align_batch, _align_one, _sigmoid_affinity
 from actalign.scorers import Calibration, ClassTexts, Video, make_scorer
 from actalign.threads import apply, budget_for
 
@@ -89,7 +89,7 @@ class Buffers:
         self.scores, self.lengths = np.empty(CANDIDATES), np.empty(CANDIDATES, dtype=np.int64)
         self.paths = np.empty((CANDIDATES, STEPS + FRAMES - 1, 2), dtype=np.int64)
         self.total, self.trial = np.empty(STEPS * FRAMES), np.empty((STEPS + FRAMES - 1, 2), dtype=np.int64)
-        self.affinity = np.empty((CANDIDATES * STEPS, FRAMES))
+        self.affinity, self.row = np.empty((CANDIDATES * STEPS, FRAMES)), np.empty(FRAMES)
 
 
 def floor(items: list[Item], workers: int) -> list[float]:
@@ -111,17 +111,13 @@ def floor(items: list[Item], workers: int) -> list[float]:
 
 
 @numba.njit(nogil=True)
-def _fused(product, frame_norms, step_norms, kappa, bias, affinity, scores, paths, total, trial):
+def _fused(product, frame_norms, step_norms, kappa, bias, affinity, scores, paths, total, trial, scratch):
     """Cosines, sigmoid and the DP of every candidate (STEPS rows each) in one compiled call."""
-    rows, count = product.shape
-    for k in range(rows):
-        for t in range(count):
-            cosine = np.float64(product[k, t]) / (step_norms[k] * frame_norms[t])
-            affinity[k, t] = 1.0 / (1.0 + np.exp(-(kappa * cosine + bias)))
-    steps = rows // len(scores)
+    _sigmoid_affinity(product, step_norms, frame_norms, -kappa, bias, affinity, scratch)
+    steps = affinity.shape[0] // len(scores)
     for i in range(len(scores)):
-        scratch = total[: steps * count].reshape((steps, count))
-        scores[i] = _align_one(affinity[i * steps : (i + 1) * steps], True, True, False, scratch, paths[i], trial)[0]
+        scratch_total = total[: steps * affinity.shape[1]].reshape((steps, affinity.shape[1]))
+        scores[i] = _align_one(affinity[i * steps : (i + 1) * steps], True, True, False, scratch_total, paths[i], trial)[0]
 
 
 def fused_floor(items: list[Item], workers: int) -> list[float]:
@@ -129,7 +125,7 @@ def fused_floor(items: list[Item], workers: int) -> list[float]:
     b, kappa, out = Buffers(), np.exp(SIGLIP.logit_scale), []
     for frames, _, stacked, step_norms in items:
         frame_norms = np.sqrt(np.einsum("ij,ij->i", frames, frames))
-        _fused(stacked @ frames.T, frame_norms, step_norms, kappa, SIGLIP.logit_bias, b.affinity, b.scores, b.paths, b.total, b.trial)
+        _fused(stacked @ frames.T, frame_norms, step_norms, kappa, SIGLIP.logit_bias, b.affinity, b.scores, b.paths, b.total, b.trial, b.row)
         out += b.scores.tolist()
     return out
 

@@ -264,6 +264,21 @@ def test_compiled_affinities_are_numpys_and_align_as_the_reference(mode, logit_s
         assert stacked.matrix.min() >= 0.0 and stacked.matrix.max() <= 1.0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_sigmoid_is_numpys_over_every_logit_from_saturation_to_underflow(dtype):
+    """Logits from -760 to 760 in small steps, across exp's overflow at 709.78 and the sigmoid's saturation at 1:
+    within 1e-13 of NumPy's wherever the sigmoid is not 0, and exactly 0 and exactly 1 where NumPy's is."""
+    angles = np.linspace(0.0, np.pi, 40001)
+    frames = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(dtype)
+    steps = np.array([[1.0, 0.0], [-3.0, 0.0]], dtype=dtype)
+    scale, bias = math.log(760.0), 0.0
+    matrix = affinity(frames, steps, logit_scale=scale, logit_bias=bias)
+    expected = numpy_affinity(frames, steps, scale, bias)
+    assert np.array_equal(matrix == 0.0, expected == 0.0) and np.array_equal(matrix == 1.0, expected == 1.0)
+    assert (expected == 0.0).any() and (expected == 1.0).any() and ((expected > 0.0) & (expected < 1e-300)).any()
+    np.testing.assert_allclose(matrix, expected, rtol=1e-13, atol=0)
+
+
 def test_sigmoids_that_underflow_are_exactly_zero_and_score_as_the_reference():
     frames, steps = np.eye(3, 4), -np.eye(2, 4)  # cosines 0 and -1: logits -800 and -1700, exp(-logit) overflows
     stacked = candidate_affinities(checked_frames(frames), [steps], str, math.log(900.0), -800.0)
