@@ -10,7 +10,13 @@ lives in ``actalign.api`` and is imported on first use, so that ``import actalig
 loads no torch, transformers, Prefect or DuckDB.
 """
 
+import os
 from typing import TYPE_CHECKING
+
+# OpenMP threads (torch's) that finish a parallel region sleep rather than spin for a while: spinning, they
+# took the cores from the decoders that feed the encoder (``actalign.threads`` says who gets which threads).
+# Read once, when torch loads its OpenMP runtime; a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
     from actalign.api import Results, open_workdir, run

@@ -372,13 +372,20 @@ def _timed_frames(
             stamp = next_stamp if best is None else best
             next_stamp = stamp + (frame.duration if frame.duration > 0 else default_ticks)
             decoded += 1
-            yield frame, float((stamp - origin) * time_base), float((next_stamp - origin) * time_base)
+            yield frame, _seconds(stamp - origin, time_base), _seconds(next_stamp - origin, time_base)
     except av.FFmpegError as exc:
         if not decoded:
             raise VideoDecodeError(f"{path}: cannot decode the video ({exc}); re-encode the file") from exc
         log.warning("%s: decoding stopped after %d frames: %s", path, decoded, exc)
     if not decoded:
         raise VideoDecodeError(f"{path}: no frame could be decoded; re-encode or replace the file")
+
+
+def _seconds(ticks: Fraction | int, time_base: Fraction) -> float:
+    """``float(ticks * time_base)``, without a Fraction for whole ticks: an int's true division rounds as Fraction's does."""
+    if isinstance(ticks, int):
+        return ticks * time_base.numerator / time_base.denominator
+    return float(ticks * time_base)
 
 
 def _to_rgb(

@@ -11,6 +11,9 @@ waiting. A numba parallel region (none of the kernels has one today) gets the
 body's share of the cores, ``cores // workers``; the encoder, one per process
 running one batch at a time, gets all of them (torch's own default, its physical
 cores, unless ``$ACTALIGN_TORCH_THREADS`` or a Dask worker's ``nthreads`` says otherwise).
+Between regions its OpenMP threads sleep (``OMP_WAIT_POLICY=PASSIVE``, set by ``import
+actalign`` unless the user set it): left to spin, they took the cores of the decoders
+that overlap the encoder (the acquire stage's CPU time rose by a third).
 
 The cores are those this process may run on (``os.sched_getaffinity``), or on a
 Dask worker its ``nthreads``: the cores it claims, which is also how many tasks it

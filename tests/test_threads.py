@@ -86,3 +86,17 @@ def test_the_score_stage_holds_blas_to_its_budget_and_returns_it(tmp_path):
     finally:  # this test process as it was
         threadpool_limits(limits=blas_before, user_api="blas")
         numba.set_num_threads(numba_before)
+
+
+OPENMP_CHILD = """
+import os, actalign, torch
+print(os.environ.get("OMP_WAIT_POLICY"), torch.get_num_threads())
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_torchs_openmp_threads_sleep_between_regions_unless_the_user_says_otherwise(given, expected):
+    """Set before torch loads its OpenMP runtime (by importing actalign): spinning threads took the decoders' cores."""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
+    done = subprocess.run([sys.executable, "-c", OPENMP_CHILD], capture_output=True, text=True, check=True, env=env, timeout=300)
+    assert done.stdout.split()[0] == expected
