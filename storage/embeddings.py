@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
@@ -12,7 +10,16 @@ import numpy as np
 import pyarrow as pa
 
 from actalign.storage import schemas
+from actalign.storage.file_memo import FileMemo
 from actalign.storage.parquet import read, write_atomic
+
+PairScores = Mapping[str, tuple[float, int | None]]
+
+# The acquire stage writes a video's frames and the score stage, in the same process, reads them back:
+# remembered at the write, they are not parsed again. Big enough for the shards in flight of a run.
+_FRAMES: FileMemo[np.ndarray] = FileMemo(256 * 2**20, lambda array: array.nbytes)
+# A run's plan reads every video's pair-score cache and its score stage reads them again.
+_PAIR_SCORES: FileMemo[PairScores] = FileMemo(64 * 2**20, lambda pairs: 256 * len(pairs))  # about a pair's bytes in a dict
 
 
 def to_list_array(embeddings: np.ndarray) -> pa.Array:
@@ -44,6 +51,8 @@ def write_frame_embeddings(
     end_s: float | None = None,
 ) -> None:
     """One video's frames with the sampling that made them, so frames of two samplings are told apart in SQL."""
+    embeddings = np.array(embeddings, dtype=np.float32, order="C")  # a copy: remembered below, as read back
+    embeddings.flags.writeable = False
     n = len(times_s)
     table = pa.table(
         {
@@ -60,15 +69,24 @@ def write_frame_embeddings(
         schema=schemas.FRAME_EMBEDDINGS,
     )
     write_atomic(table, path)
+    _FRAMES.remember(path, embeddings)
 
 
 def read_frame_embeddings(path: Path) -> np.ndarray:
-    """(T, d) frame embeddings in frame order: only the two columns that say so are read (a quarter of the time)."""
+    """(T, d) float32 frame embeddings in frame order, read-only: as this process wrote or last read them
+    while the file is unchanged (``storage.file_memo``), else parsed."""
+    return _FRAMES.read(path, _parse_frame_embeddings)
+
+
+def _parse_frame_embeddings(path: Path) -> np.ndarray:
+    """Only the two columns that give the order and the values are read (a quarter of the time)."""
     table = read(path, columns=["frame_idx", "embedding"])
     order = table.column("frame_idx").to_numpy()
     if (order[1:] < order[:-1]).any():  # written in order; a file from elsewhere may not be
         table = table.sort_by("frame_idx")
-    return to_numpy(table.column("embedding"))
+    embeddings = to_numpy(table.column("embedding"))
+    embeddings.flags.writeable = False
+    return embeddings
 
 
 def write_text_embeddings(
@@ -121,22 +139,17 @@ def read_script_steps(path: Path) -> list[str]:
     return read(path).sort_by("step_idx").column("text").to_pylist()
 
 
-PairScores = Mapping[str, tuple[float, int | None]]
-
-
 def read_pair_scores(path: Path) -> PairScores:
     """The score cache of one video: pair key -> (score, path length), read-only.
 
-    Remembered by the file's identity (inode, size, modification time): a run's plan reads every
-    video's cache and its score stage reads them again, and an atomic rewrite is a new inode."""
-    status = os.stat(path)
-    return _read_pair_scores(str(path), status.st_ino, status.st_size, status.st_mtime_ns)
+    Remembered while the file is unchanged (``storage.file_memo``)."""
+    return _PAIR_SCORES.read(path, _parse_pair_scores)
 
 
-@lru_cache(maxsize=2048)  # tiny files; a run of 2,048 videos plans and scores with one read each
-def _read_pair_scores(path: str, inode: int, size: int, mtime_ns: int) -> PairScores:
-    table = read(Path(path)).to_pydict()
+def _parse_pair_scores(path: Path) -> PairScores:
+    table = read(path).to_pydict()
     return MappingProxyType(dict(zip(table["pair_key"], zip(table["score"], table["path_len"]))))
+
 
 
 def write_pair_scores(path: Path, scores: dict[str, tuple[float, int | None]]) -> None:

@@ -59,6 +59,51 @@ def test_a_pair_score_cache_is_read_once_until_it_is_rewritten(tmp_path, monkeyp
         read_pair_scores(path)["c"] = (1.0, 1)
 
 
+def test_frames_written_by_this_process_are_read_back_without_parsing_until_the_file_changes(tmp_path, monkeypatch):
+    """The score stage reads what the acquire stage just wrote: no Parquet parse, the same values, read-only,
+    unaffected by the writer reusing its array; a file replaced since (another run, another tool) is parsed."""
+    import pyarrow.parquet as pq
+
+    from actalign.storage.parquet import write_atomic
+
+    opened = []
+    real = pq.ParquetFile
+    monkeypatch.setattr(pq, "ParquetFile", lambda path, *a, **k: opened.append(path) or real(path, *a, **k))
+    embeddings = np.random.default_rng(2).standard_normal((6, 4)).astype(np.float32)
+    path = tmp_path / "f.parquet"
+    write_frame_embeddings(path, video_id="v", times_s=np.arange(6) / 4, embeddings=embeddings, model="m", frames_key="k", fps=4.0)
+    written = embeddings.copy()
+    embeddings[:] = 0.0  # the encoder's buffer, refilled
+    first = read_frame_embeddings(path)
+    assert np.array_equal(first, written) and opened == [] and not first.flags.writeable
+    write_atomic(pq.read_table(path).slice(0, 3), path)  # replaced: a new file with three frames
+    assert np.array_equal(read_frame_embeddings(path), written[:3]) and opened == [path]
+
+
+def test_a_file_memo_keeps_the_most_recently_used_values_within_its_bytes(tmp_path):
+    from actalign.storage.file_memo import FileMemo
+
+    parsed = []
+    memo: FileMemo[bytes] = FileMemo(10, len)
+    paths = [tmp_path / name for name in "abc"]
+    for path in paths:
+        path.write_bytes(b"1234")
+
+    def parse(path):
+        parsed.append(path.name)
+        return path.read_bytes()
+
+    for path in paths[:2]:
+        memo.read(path, parse)
+    memo.read(paths[0], parse)  # a is now the most recently used
+    memo.read(paths[2], parse)  # 12 bytes: b, the least recently used, goes
+    memo.read(paths[0], parse)
+    memo.read(paths[1], parse)
+    memo.remember(tmp_path / "c", b"x" * 11)  # larger than the whole memo: forgotten, and c's old value with it
+    memo.read(paths[2], parse)
+    assert parsed == ["a", "b", "c", "b", "c"]
+
+
 def test_placeholders_are_hidden_from_a_users_glob_and_old_ones_are_removed(tmp_path):
     """The zero-row files that let the views answer on a new workdir are not what ``runs/*/run.parquet`` finds
     in a shell or Python; an older workdir's ``_schema`` placeholders go, a ``_schema`` file with rows stays."""
