@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from actalign.config import RunConfig
-from actalign.download import Downloaded, FetchRequest, PermanentDownloadError, fetch_many, is_remote, media_key, source_key
+from actalign.download import Downloaded, FetchRequest, PermanentDownloadError, fetch_one, is_remote, media_key, source_key
 from actalign.encode_stream import EncodedVideo, FailedVideo, FrameSource, StreamStats, encode_stream
 from actalign.errors import ItemError, VideoNotFoundError
 from actalign.frames import SampledFrameIterator, iter_sampled_frames
@@ -118,7 +118,7 @@ def acquire_settled_shards(
 class _Item:
     video: VideoSpec
     key: str
-    download: Future | None = None  # of fetch_many's one-element result
+    download: Future | None = None  # of fetch_one's result
     fetched: Downloaded | None = None
     note: str | None = None  # said in the status row (a corrupt stored file replaced)
 
@@ -127,17 +127,17 @@ def _stream(workdir: Workdir, items: list[_Item], config: RunConfig, encoder: En
     options = config.download.options()
     fetch_pool = ThreadPoolExecutor(max_workers=max(1, config.download.concurrency), thread_name_prefix="fetch")
     try:
-        shared: dict[str, Future] = {}  # one fetch per media key (remote) or path and segment (local), as fetch_many
+        shared: dict[str, Future] = {}  # one fetch per media key (remote) or path and segment (local), as in fetch_many
         for item in items:  # submitted in video order: the decoders wait on the earliest first
             request = FetchRequest(item.video.source, item.video.start_s, item.video.end_s)
             segment = request.key(options)
             if segment not in shared:
-                shared[segment] = fetch_pool.submit(fetch_many, [request], workdir.media_dir, options, 1)
+                shared[segment] = fetch_pool.submit(fetch_one, request, workdir.media_dir, options)
             item.download = shared[segment]
 
         def opener(item: _Item):
             def open_frames() -> SampledFrameIterator:
-                fetched = item.download.result()[0]  # type: ignore[union-attr]
+                fetched = item.download.result()  # type: ignore[union-attr]
                 if isinstance(fetched, ItemError):
                     raise fetched
                 item.fetched = fetched

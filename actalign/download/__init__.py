@@ -20,7 +20,7 @@ from __future__ import annotations
 from actalign.download.cache import PARTIAL_DIR
 from actalign.download.errors import FetchError, PermanentDownloadError, TransientDownloadError, classify
 from actalign.download.fetching import Downloaded, fetch
-from actalign.download.many import FetchRequest, fetch_many
+from actalign.download.many import FetchRequest, fetch_many, fetch_one
 from actalign.download.options import DownloadOptions
 from actalign.download.sources import YOUTUBE_ID, is_remote, media_key, source_key, youtube_url
 from actalign.download.tools import deno_executable, ffmpeg_executable
@@ -38,6 +38,7 @@ __all__ = [
     "deno_executable",
     "fetch",
     "fetch_many",
+    "fetch_one",
     "ffmpeg_executable",
     "is_remote",
     "media_key",

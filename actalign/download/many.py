@@ -27,6 +27,14 @@ class FetchRequest:
         return f"local:{os.fspath(self.source)}|{self.start_s}|{self.end_s}"
 
 
+def fetch_one(request: FetchRequest, cache_dir: Path, options: DownloadOptions = DownloadOptions()) -> Downloaded | ItemError:
+    """``fetch`` of one request, its ``ItemError`` returned rather than raised (as ``fetch_many`` reports it)."""
+    try:
+        return fetch(request.source, cache_dir, request.start_s, request.end_s, options)
+    except ItemError as exc:
+        return exc
+
+
 def fetch_many(
     requests: Sequence[FetchRequest | tuple[str, float | None, float | None]],
     cache_dir: Path,
@@ -46,16 +54,10 @@ def fetch_many(
     for key, request in zip(keys, normalised):
         unique.setdefault(key, request)
 
-    def run(request: FetchRequest) -> Downloaded | ItemError:
-        try:
-            return fetch(request.source, cache_dir, request.start_s, request.end_s, options)
-        except ItemError as exc:
-            return exc
-
     results: dict[str, Downloaded | ItemError] = {}
     if unique:
         with ThreadPoolExecutor(max_workers=max(1, min(int(concurrency), len(unique))), thread_name_prefix="fetch") as pool:
-            futures = {key: pool.submit(run, request) for key, request in unique.items()}
+            futures = {key: pool.submit(fetch_one, request, cache_dir, options) for key, request in unique.items()}
             for key, future in futures.items():
                 results[key] = future.result()
     return [results[key] for key in keys]
