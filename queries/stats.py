@@ -19,9 +19,12 @@ instead of O(resamples x n). The inputs are the outcome counts that
 DuckDB, so 93,400 videos cost no more than 100. ``tests/test_queries.py``
 checks the intervals against explicit index resampling.
 
-Determinism: each group (e.g. run, scorer, domain) gets its own generator
+Determinism: each group (e.g. scorer, domain) gets its own generator
 seeded from (``seed``, a SHA-256 of the group's key), so an interval does not
 depend on which other groups were computed alongside it, nor on their order.
+An accuracy interval's key leaves out the run: the same outcomes of the same
+scorer give the same interval in every run, so an unchanged re-run reports (and
+draws, ``queries.report.figures``) exactly what the run before it did.
 
 Caveat: with few videos, or an accuracy of 0 or 100 %, a percentile bootstrap
 interval is too narrow (it is [0, 0] when nothing is right); the SQL views'

@@ -79,7 +79,7 @@ def accuracy_rows(
     rows = []
     for row in view:
         key = (row["run_id"], row["scorer"], row["domain"]) if by_domain else (row["run_id"], row["scorer"])
-        result = stats.topk_bootstrap(buckets[key], key=("topk", *key), resamples=resamples, seed=seed, level=level)
+        result = stats.topk_bootstrap(buckets[key], key=("topk", *key[1:]), resamples=resamples, seed=seed, level=level)  # not the run
         if result.n != row["n"]:  # both come from the predictions view; a mismatch is a bug here
             raise AssertionError(f"rank counts ({result.n}) disagree with the accuracy view ({row['n']}) for {key}")
         for i, k in enumerate(stats.TOPK):

@@ -170,6 +170,16 @@ def test_accuracy_by_domain_matches_numpy(workdir, data):
         assert row["top1_boot_lo"] <= row["top1"] <= row["top1_boot_hi"]
 
 
+def test_a_run_with_the_same_outcomes_reports_the_same_intervals(data, tmp_path):
+    """An unchanged re-run (a new run id, the same scores) shows the intervals of the run before it, per domain too."""
+    same = {**data, "scores": {RUN_A: data["scores"][RUN_A], RUN_B: [{**row, "run_id": RUN_B} for row in data["scores"][RUN_A]]}}
+    workdir = write_workdir(tmp_path / "work", same)
+    for by_domain in (False, True):
+        rows = tables.accuracy_rows(workdir, [RUN_A, RUN_B], by_domain=by_domain)
+        by_run = {run: {(r["scorer"], r.get("domain")): {k: v for k, v in r.items() if k != "run_id"} for r in rows if r["run_id"] == run} for run in (RUN_A, RUN_B)}
+        assert by_run[RUN_A] and by_run[RUN_A] == by_run[RUN_B]
+
+
 def test_ties_are_not_wins(workdir):
     tied = run_sql(
         workdir,
