@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote as prefect_quote
 
 from actalign.config import RunConfig
 from actalign.flows.placement import encoding_placement
@@ -116,16 +117,17 @@ def _run_stages(
 ) -> RunSummary:
     """``unsettled``: the plan's videos with work left per stage; the other shards share one task run per stage."""
     run_id = record.run_id
-    script_futures = [write_scripts_task.submit(workdir, run_id, assignment) for assignment in assignments]
+    quote = untraversed(config)
+    script_futures = [write_scripts_task.submit(workdir, run_id, quote(assignment)) for assignment in assignments]
     all_scripts = {key: (spec, a.kind) for a in assignments for key, spec in a.classes.items()}
     video_shards = {f"{i:05d}": shard for i, shard in enumerate(shards(inputs.videos, config.shard_size))}
     with encoding_placement(config):  # on a Dask cluster: GPU workers only when the run asks for cuda
-        texts_future = encode_texts_task.submit(workdir, run_id, all_scripts, script_futures, config, model)
+        texts_future = encode_texts_task.submit(workdir, run_id, quote(all_scripts), script_futures, quote(config), quote(model))
         # Each task gets its shards' videos and the config: paths and keys travel, never arrays or the model.
         acquired = _submit_shards(
             video_shards, unsettled[ACQUIRE.name],
-            lambda name, shard: acquire_shard.submit(workdir, run_id, name, shard, config, model),
-            lambda settled: acquire_settled.submit(workdir, run_id, settled, config, model),
+            lambda name, shard: acquire_shard.submit(workdir, run_id, name, quote(shard), quote(config), quote(model)),
+            lambda settled: acquire_settled.submit(workdir, run_id, quote(settled), quote(config), quote(model)),
         )
     wait_with_progress(_videos_per_future(acquired, video_shards), "acquire (decode + encode)")
     with spinner("scripts and text embeddings"):  # they ran beside acquire; an LLM or a large text tower may still be busy
@@ -148,8 +150,8 @@ def _run_stages(
 
     scored = _submit_shards(
         video_shards, unsettled[SCORE.name],
-        lambda name, shard: score_shard.submit(workdir, run_id, name, shard, *keys_of({name: shard}), model, config),
-        lambda settled: score_settled.submit(workdir, run_id, settled, *keys_of(settled), model, config),
+        lambda name, shard: score_shard.submit(workdir, run_id, name, quote(shard), *map(quote, keys_of({name: shard})), quote(model), quote(config)),
+        lambda settled: score_settled.submit(workdir, run_id, quote(settled), *map(quote, keys_of(settled)), quote(model), quote(config)),
     )
     wait_with_progress(_videos_per_future(scored, video_shards), "score")
     score_results: list[ScoreResult] = []
@@ -184,7 +186,7 @@ def _run_stages(
         if problem := refresh_views(workdir):
             get_run_logger().warning(problem)
         final = {"state": record.state, "finished_at": record.finished_at, "n_failed": n_failed, "stage_keys": record.stage_keys}
-        report = write_report_task(workdir, run_id, final)  # report.md, and the Prefect table and markdown artifacts
+        report = write_report_task(workdir, run_id, quote(final))  # report.md, and the Prefect table and markdown artifacts
     write_run(workdir, record)  # last: a run recorded as completed has every output, its report included
     return RunSummary(
         run_id=run_id,
@@ -206,6 +208,14 @@ def _run_stages(
         scored_pairs=sum(r.scored_pairs for r in score_results),
         reused_pairs=sum(r.reused_pairs for r in score_results),
     )
+
+
+def untraversed(config: RunConfig) -> Callable[[Any], Any]:
+    """How to pass a task parameter that holds no future: Prefect looks for futures in every element of
+    every parameter, twice per task run (a re-run's settled shards and keys are tens of thousands of
+    elements), unless it is wrapped in ``quote``. On Dask the parameters are serialised by distributed,
+    which turns Prefect's annotations into plain tuples, so they go as they are."""
+    return (lambda value: value) if config.dask_address else prefect_quote
 
 
 def candidate_embed_keys(assignments: list[ScriptAssignment], texts: TextsResult) -> dict[str, dict[str, dict[str, str]]]:
