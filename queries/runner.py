@@ -4,9 +4,9 @@ Views read the Parquet files by absolute path. actalign's readers (``actalign sq
 ``explain``, the Python API) create them in a private in-memory database each time: they never
 open ``<workdir>/actalign.duckdb``, so they never wait for or block a writer or another DuckDB
 client, and nothing a query does (``CREATE OR REPLACE VIEW accuracy ...``) outlives it. Every
-writing command (``run``, ``status``, ``gc``) recreates the views in ``actalign.duckdb`` for other
-DuckDB clients, holding the file only for that: a view changed there is put back, and after
-moving a workdir the next writing command re-points them.
+writing command (``run``, ``status``, ``gc``) makes sure the views in ``actalign.duckdb`` are there
+for other DuckDB clients, holding the file only for that: a view changed there is put back, and
+after moving a workdir the next writing command re-points them (``refresh_views``).
 
 Named queries live in ``queries/named/<name>.sql``: one SELECT over the views
 with DuckDB named parameters (``$run_id``), a header comment saying what it
@@ -16,6 +16,7 @@ answers and a ``-- params:`` line naming its parameters. They are not views;
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 from collections.abc import Iterator, Mapping, Sequence
@@ -48,17 +49,28 @@ def view_sql(root: Path) -> list[str]:
 
 
 def refresh_views(workdir: Workdir) -> str | None:
-    """Recreate every view and macro in ``actalign.duckdb``, for other DuckDB clients; the caller holds
-    the workdir's write lock. When the file cannot be written, typically while another program has it
-    open, the views there stay as they are: returns what to tell the user (actalign never reads that file).
+    """Recreate every view and macro in ``actalign.duckdb``, for other DuckDB clients, unless the views there
+    are this version's for this workdir; the caller holds the workdir's write lock. When the file cannot be
+    written, typically while another program has it open, the views there stay as they are: returns what
+    to tell the user (actalign never reads that file).
 
     Creating a view reads the footer of every Parquet file it covers (``union_by_name``): 0.5 s with
-    3,130 files, 0.05 s with a demo run's 68. Views bind again at every query: new files and columns are seen.
+    3,130 files, 0.05 s with a demo run's 68. Views bind again at every query: new files and columns are
+    seen, so views left as they were cost nothing. Each view carries the digest of the statements that
+    made it (``COMMENT ON VIEW``): a view replaced or dropped since, or a moved workdir, recreates them all.
     """
+    statements = view_sql(workdir.root)
+    views = [name for text in statements for name in re.findall(r"CREATE OR REPLACE VIEW (\w+)", text)]
+    mark = "actalign " + hashlib.sha256("\n".join(statements).encode()).hexdigest()[:24]
     try:
         with duckdb.connect(str(workdir.db_path)) as con:
-            for statement in view_sql(workdir.root):
+            marked = con.execute("SELECT count(*) FROM duckdb_views() WHERE comment = ? AND list_contains(?, view_name)", [mark, views]).fetchone()
+            if marked is not None and marked[0] == len(views):
+                return None
+            for statement in statements:
                 con.execute(statement)
+            for view in views:
+                con.execute(f"COMMENT ON VIEW {view} IS '{mark}'")
     except duckdb.Error as exc:
         return f"the views in {workdir.db_path} were not refreshed ({exc}); actalign's own commands never read that file"
     return None

@@ -329,3 +329,24 @@ def test_terminal_accuracy_table_names_its_interval(workdir):
     for row in result.records():
         ours = boot[row["scorer"]]
         assert row["95 % bootstrap CI"] == f"{100 * ours['top1_boot_lo']:.1f}-{100 * ours['top1_boot_hi']:.1f}"
+
+
+def test_writing_commands_leave_current_views_alone_and_repoint_a_moved_workdir(data, tmp_path):
+    """``refresh_views`` binds every view over every file (seconds with thousands of files): when the file's
+    views are this version's for this workdir, it leaves the file untouched; a moved workdir's are re-pointed."""
+    import shutil
+
+    import duckdb
+
+    from actalign.queries.runner import refresh_views
+
+    workdir = write_workdir(tmp_path / "work", data)
+    assert refresh_views(workdir) is None
+    written = workdir.db_path.stat()
+    assert refresh_views(workdir) is None
+    assert (workdir.db_path.stat().st_mtime_ns, workdir.db_path.stat().st_size) == (written.st_mtime_ns, written.st_size)
+
+    moved = Workdir.open(shutil.move(workdir.root, tmp_path / "moved"))
+    assert refresh_views(moved) is None
+    with duckdb.connect(str(moved.db_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (2,)
