@@ -82,9 +82,7 @@ def apply(budget: ThreadBudget) -> ThreadBudget:
     in the thread that runs the body: once a worker thread has set OpenBLAS's limit,
     OpenBLAS ignores a change made from another thread.
     """
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=budget.blas, user_api="blas")  # torch's own pools are set below, not here
+    _blas_controller().limit(limits=budget.blas, user_api="blas")  # torch's own pools are set below, not here
     import numba
 
     if numba.get_num_threads() != budget.numba:
@@ -95,6 +93,20 @@ def apply(budget: ThreadBudget) -> ThreadBudget:
         if torch.get_num_threads() != budget.torch:
             torch.set_num_threads(budget.torch)
     return budget
+
+
+_controller: tuple[int, Any] | None = None  # (modules loaded when made, threadpoolctl's ThreadpoolController)
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded libraries, looked for again only after an import (which may load
+    one): looking takes milliseconds, and every stage body of every shard applies its budget."""
+    global _controller
+    if _controller is None or _controller[0] != len(sys.modules):
+        from threadpoolctl import ThreadpoolController
+
+        _controller = (len(sys.modules), ThreadpoolController())
+    return _controller[1]
 
 
 def _affinity_cores() -> int:
