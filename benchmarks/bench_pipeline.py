@@ -125,7 +125,8 @@ REST = {
     "texts": "encoding, text cache",
     "freshness plan": "keys, previous plan",
 }
-GOALS = {"pipeline_over_plain": 1.3, "rerun_over_cold": 0.15}  # issue 19
+GOALS = {"pipeline_over_plain": 1.3, "rerun_over_cold": 0.15}  # issue 19, for the tiny model
+MODEL_GOALS = {"base-random": {"pipeline_over_plain": 1.0}}  # a model of realistic size: decoding overlaps encoding
 SCORING = ("scoring (score_many)", "score")  # scorers built by actalign.tasks.score.make_scorer are wrapped
 
 
@@ -677,12 +678,13 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     print(f"  (CPU s: this process; server CPU s: its child processes, i.e. the temporary Prefect server; peak RSS: VmHWM\n"
           f"  reset before each phase; getrusage max RSS of the whole process: {max_rss_mb:.1f} MB)")
 
+    goals = {**GOALS, **MODEL_GOALS.get(args.model, {})}
     print("\nratios (measured in this run, not asserted):")
     for name, label, (top, bottom) in (
         ("pipeline_over_plain", "pipeline cold / plain loop (mean of before and after)", (cold["wall_s"], plain_s)),
         ("rerun_over_cold", "unchanged re-run / cold run", (rerun["wall_s"], cold["wall_s"])),
     ):
-        r, goal = ratios[name], GOALS[name]
+        r, goal = ratios[name], goals[name]
         print(f"  {label:53s} = {top:.2f} / {bottom:.2f} = {r:.3f} (goal <= {goal}): {'PASS' if r <= goal else 'FAIL'}")
 
     print("\nwhere the time goes:")
@@ -707,7 +709,7 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         "runs": runs,
         "plain_mean_s": plain_s,
         "ratios": ratios,
-        "goals": GOALS,
+        "goals": goals,
         "max_rss_mb": max_rss_mb,
         "not_timed": missing,
     }
