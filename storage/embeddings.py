@@ -18,6 +18,8 @@ PairScores = Mapping[str, tuple[float, int | None]]
 # The acquire stage writes a video's frames and the score stage, in the same process, reads them back:
 # remembered at the write, they are not parsed again. Big enough for the shards in flight of a run.
 _FRAMES: FileMemo[np.ndarray] = FileMemo(256 * 2**20, lambda array: array.nbytes)
+# The text stage writes each class's embedded texts and every score shard of the run reads them.
+_TEXTS: FileMemo[Mapping[str, np.ndarray]] = FileMemo(64 * 2**20, lambda kinds: sum(rows.nbytes for rows in kinds.values()))
 # A run's plan reads every video's pair-score cache and its score stage reads them again.
 _PAIR_SCORES: FileMemo[PairScores] = FileMemo(64 * 2**20, lambda pairs: 256 * len(pairs))  # about a pair's bytes in a dict
 
@@ -113,14 +115,23 @@ def write_text_embeddings(
         schema=schemas.STEP_EMBEDDINGS,
     )
     write_atomic(table, path)
+    _TEXTS.remember(path, _by_kind(table))
 
 
-def read_text_embeddings(path: Path) -> dict[str, np.ndarray]:
-    """Embeddings by kind ('step', 'name', 'attribute', 'subtext'), each (n x d) in index order."""
-    table = read(path).sort_by("step_idx")
+def read_text_embeddings(path: Path) -> Mapping[str, np.ndarray]:
+    """Embeddings by kind ('step', 'name', 'attribute', 'subtext'), each (n x d) in index order, read-only
+    (``storage.file_memo``: a class's texts are parsed once per process, not once per score shard)."""
+    return _TEXTS.read(path, lambda path: _by_kind(read(path, columns=["kind", "step_idx", "embedding"])))
+
+
+def _by_kind(table: pa.Table) -> Mapping[str, np.ndarray]:
+    table = table.sort_by("step_idx")
     embeddings = to_numpy(table.column("embedding"))
     kinds = np.array(table.column("kind").to_pylist())
-    return {kind: embeddings[kinds == kind] for kind in dict.fromkeys(kinds.tolist())}
+    by_kind = {kind: embeddings[kinds == kind] for kind in dict.fromkeys(kinds.tolist())}
+    for rows in by_kind.values():
+        rows.flags.writeable = False
+    return MappingProxyType(by_kind)
 
 
 def read_frame_times(path: Path) -> list[float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -78,6 +80,30 @@ def test_frames_written_by_this_process_are_read_back_without_parsing_until_the_
     assert np.array_equal(first, written) and opened == [] and not first.flags.writeable
     write_atomic(pq.read_table(path).slice(0, 3), path)  # replaced: a new file with three frames
     assert np.array_equal(read_frame_embeddings(path), written[:3]) and opened == [path]
+
+
+def test_texts_written_by_this_process_are_read_back_by_kind_without_parsing(tmp_path, monkeypatch):
+    """Every score shard of a run reads each class's texts: parsed at most once per process, and as a parse gives them."""
+    import pyarrow.parquet as pq
+
+    from actalign.storage.embeddings import read_text_embeddings, write_text_embeddings
+
+    opened = []
+    real = pq.ParquetFile
+    monkeypatch.setattr(pq, "ParquetFile", lambda path, *a, **k: opened.append(path) or real(path, *a, **k))
+    rows = np.random.default_rng(3).standard_normal((4, 3)).astype(np.float32)
+    texts = [("step", 1, "b"), ("name", 0, "spin"), ("step", 0, "a"), ("step", 2, "c")]  # out of order, as no writer does
+    path = tmp_path / "t.parquet"
+    write_text_embeddings(path, class_id="spin", texts=texts, embeddings=rows, model="m", embed_key="k")
+    remembered = read_text_embeddings(path)
+    assert opened == [] and list(remembered) == ["name", "step"]
+    assert np.array_equal(remembered["step"], rows[[2, 0, 3]]) and np.array_equal(remembered["name"], rows[[1]])
+    with pytest.raises(ValueError):
+        remembered["step"][0, 0] = 1.0
+    written = path.stat().st_mtime_ns
+    os.utime(path, ns=(written, written + 10**9))  # another identity (as a copy by another tool): parsed, with the same result
+    assert {kind: rows.tolist() for kind, rows in read_text_embeddings(path).items()} == {kind: rows.tolist() for kind, rows in remembered.items()}
+    assert opened == [path]
 
 
 def test_a_file_memo_keeps_the_most_recently_used_values_within_its_bytes(tmp_path):
