@@ -70,9 +70,9 @@ class Previous:
                 table = pq.read_table(workdir.plan_path(run_id), columns=["stage", "item", "key", "settings"])
             except (OSError, pa.ArrowException):
                 continue
-            rows = table.to_pylist()
-            settings = {row["stage"]: json.loads(row["settings"]) for row in rows if row["settings"]}
-            return cls(run_id, {(row["stage"], row["item"]): row["key"] for row in rows}, settings)
+            stage, item, key, recorded = (table.column(name).to_pylist() for name in ("stage", "item", "key", "settings"))
+            settings = {name: json.loads(text) for name, text in {name: text for name, text in zip(stage, recorded) if text}.items()}  # one per stage
+            return cls(run_id, dict(zip(zip(stage, item), key)), settings)
         return cls()
 
 
@@ -102,11 +102,10 @@ class FreshnessPlan:
         """Store the plan (a run's, or `actalign status`'s when ``run_id`` is None); returns its id."""
         plan_id, created = uuid.uuid4().hex[:12], now()
         settings = {stage: json.dumps(value, sort_keys=True, default=str) for stage, value in self.settings.items()}
-        rows = [
-            {"plan_id": plan_id, "run_id": run_id, "created_at": created, **item.__dict__, "settings": settings.get(item.stage)}
-            for item in self.items
-        ]
-        write_atomic(pa.Table.from_pylist(rows, schema=schemas.PLANS), workdir.plan_path(run_id))
+        count = len(self.items)
+        columns = {name: [getattr(item, name) for item in self.items] for name in ("stage", "item", "key", "path", "state", "reason")}
+        columns |= {"plan_id": [plan_id] * count, "run_id": [run_id] * count, "created_at": [created] * count, "settings": [settings.get(stage) for stage in columns["stage"]]}
+        write_atomic(pa.Table.from_pydict(columns, schema=schemas.PLANS), workdir.plan_path(run_id))
         return plan_id
 
 
