@@ -162,7 +162,6 @@ def _parse_pair_scores(path: Path) -> PairScores:
     return MappingProxyType(dict(zip(table["pair_key"], zip(table["score"], table["path_len"]))))
 
 
-
 def write_pair_scores(path: Path, scores: dict[str, tuple[float, int | None]]) -> None:
     rows = [{"pair_key": key, "score": score, "path_len": path_len} for key, (score, path_len) in scores.items()]
     write_atomic(pa.Table.from_pylist(rows, schema=schemas.PAIR_SCORES), path)
