@@ -156,6 +156,7 @@ def iter_sampled_frames(
     end_s: float | None = None,
     obfuscation: Mapping[int, Sequence[Polygon]] | None = None,
     centre_crop: bool = False,
+    decoder_threads: int | None = None,
 ) -> SampledFrameIterator:
     """``sample_frames`` one frame at a time: yields ``(t, image)`` as the decoder reaches each instant.
 
@@ -169,9 +170,11 @@ def iter_sampled_frames(
     array is yielded again when a frame is sampled at several instants: copy
     it before writing into it. ``source_fps`` is known after the first frame,
     ``duration_s`` once the iterator is exhausted. Close the iterator (or use
-    it as a context manager) to release the file early.
+    it as a context manager) to release the file early. ``decoder_threads``: FFmpeg's threads for
+    this one decoder (None: FFmpeg's choice, one per core); decoders running side by side each take their
+    share of the cores (``actalign.threads.ThreadBudget.decoder_threads``), or their threads crowd each other out.
     """
-    return SampledFrameIterator(path, fps, size, start_s, end_s, obfuscation, centre_crop)
+    return SampledFrameIterator(path, fps, size, start_s, end_s, obfuscation, centre_crop, decoder_threads)
 
 
 class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
@@ -186,11 +189,14 @@ class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
         end_s: float | None,
         obfuscation: Mapping[int, Sequence[Polygon]] | None,
         centre_crop: bool = False,
+        decoder_threads: int | None = None,
     ) -> None:
         if not (math.isfinite(fps) and fps > 0):
             raise InputError(f"fps must be a positive number, got {fps!r}")
         if size is not None and not (size[0] > 0 and size[1] > 0):
             raise InputError(f"size must be two positive integers (H, W), got {size!r}")
+        if decoder_threads is not None and decoder_threads < 1:
+            raise InputError(f"decoder_threads must be at least 1 (or None for FFmpeg's choice), got {decoder_threads!r}")
         self.path = _check_readable(path)
         start = 0.0 if start_s is None else float(start_s)
         if not start >= 0.0:
@@ -205,6 +211,7 @@ class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
         self.end_s = None if end_s is None else float(end_s)
         self.obfuscation = obfuscation
         self.centre_crop = centre_crop and size is not None
+        self.decoder_threads = decoder_threads
         self.source_fps: float | None = None  # the stream's average frame rate (0.0 if unknown), once opened
         self.duration_s: float | None = None  # the decoded segment's duration, once exhausted
         self.count = 0  # samples yielded so far
@@ -229,7 +236,7 @@ class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
     def _generate(self) -> Iterator[tuple[float, np.ndarray]]:
         path, fps, start = self.path, self.fps, self.start_s
         height, width = self.size if self.size is not None else (None, None)
-        with _open(path) as (container, stream):
+        with _open(path, self.decoder_threads) as (container, stream):
             declared = _declared_duration(container, stream)
             if declared is not None and start >= declared:
                 raise SegmentOutOfRangeError(
@@ -301,8 +308,8 @@ def _check_readable(path: str | Path) -> Path:
 
 
 @contextmanager
-def _open(path: Path) -> Iterator[tuple[InputContainer, VideoStream]]:
-    """Open the container and its first video stream, mapping PyAV errors to ours."""
+def _open(path: Path, threads: int | None = None) -> Iterator[tuple[InputContainer, VideoStream]]:
+    """Open the container and its first video stream, mapping PyAV errors to ours; ``threads`` None: FFmpeg's count."""
     try:
         container = av.open(str(path), mode="r")
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
@@ -317,6 +324,8 @@ def _open(path: Path) -> Iterator[tuple[InputContainer, VideoStream]]:
         stream = container.streams.video[0]
         # Frame and slice threads: large H.264 frames decode faster, and the frames are the same.
         stream.thread_type = "AUTO"
+        if threads is not None:
+            stream.thread_count = threads
         yield container, stream
 
 

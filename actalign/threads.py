@@ -13,7 +13,11 @@ running one batch at a time, gets all of them (torch's own default, its physical
 cores, unless ``$ACTALIGN_TORCH_THREADS`` or a Dask worker's ``nthreads`` says otherwise).
 Between regions its OpenMP threads sleep (``OMP_WAIT_POLICY=PASSIVE``, set by ``import
 actalign`` unless the user set it): left to spin, they took the cores of the decoders
-that overlap the encoder (the acquire stage's CPU time rose by a third).
+that overlap the encoder (the acquire stage's CPU time rose by a third). Each video
+decoder gets its share of the cores too: FFmpeg's default, a thread per core for
+every decoder, put two shards' four decoders in a dozen threads on two cores, and
+on small videos their hand-offs cost more than they gained (200 small videos
+decoded by two decoders: 1.05 CPU s with FFmpeg's threads, 0.82 with one each).
 
 The cores are those this process may run on (``os.sched_getaffinity``), or on a
 Dask worker its ``nthreads``: the cores it claims, which is also how many tasks it
@@ -40,6 +44,10 @@ class ThreadBudget:
     numba: int  # threads of a parallel numba region started by a stage body (the DP kernels are serial)
     torch: int | None  # the encoder's intra-op threads (one encoder per process, one batch at a time); None: torch's default
     source: str  # where ``cores`` came from: "affinity" or "dask-worker"
+
+    def decoder_threads(self, decoders: int) -> int:
+        """FFmpeg threads for each of a stage body's ``decoders`` video decoders: their share of the cores."""
+        return max(1, self.cores // (self.workers * max(1, decoders)))
 
     def record(self) -> dict[str, Any]:
         """The budget as plain values, for the run record."""

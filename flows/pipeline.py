@@ -179,6 +179,7 @@ def _run_stages(
         },
         "encoder": next((r.encoder for r in (*results.values(), texts) if r.encoder), None),  # None: nothing was encoded
         "threads": next((r.threads.record() for r in score_results if r.threads), None),  # actalign.threads
+        "decoding": next((r.decoding for r in results.values() if r.decoding), None),
         "scripts": sorted(all_scripts),
         "step_embeddings": sorted(texts.embed_keys.values()),
     }

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from actalign.config import RunConfig
 from actalign.download import Downloaded, FetchRequest, PermanentDownloadError, fetch_one, is_remote, media_key, source_key
-from actalign.encode_stream import EncodedVideo, FailedVideo, FrameSource, StreamStats, encode_stream
+from actalign.encode_stream import EncodedVideo, FailedVideo, FrameSource, StreamStats, default_decode_workers, encode_stream
 from actalign.errors import ItemError, VideoNotFoundError
 from actalign.frames import SampledFrameIterator, iter_sampled_frames
 from actalign.manifest import VideoSpec
@@ -33,7 +33,7 @@ from actalign.storage.embeddings import write_frame_embeddings
 from actalign.storage.integrity import CORRUPT_NOTE, Stored, check
 from actalign.storage.records import StatusRow, write_status
 from actalign.storage.workdir import Workdir
-from actalign.threads import apply, budget_for
+from actalign.threads import ThreadBudget, apply, budget_for
 
 if TYPE_CHECKING:
     from actalign.models import Encoder
@@ -50,6 +50,7 @@ class AcquireResult:
     reused: int = 0
     failed: int = 0
     encoder: dict | None = None  # the loaded encoder's settings (None: nothing needed encoding)
+    decoding: dict | None = None  # decoders side by side and FFmpeg threads each (None: nothing decoded)
 
 
 def source_fingerprint(video: VideoSpec, config: RunConfig) -> str:
@@ -75,7 +76,7 @@ def acquire_videos(workdir: Workdir, run_id: str, shard: str, videos: list[Video
     embeddings are written as soon as its last frame is encoded. Keys come
     from the planned ``model``; the weights are loaded only when a video needs encoding.
     """
-    apply(budget_for(config.workers))  # in this thread, before any BLAS or torch call (actalign.threads)
+    budget = apply(budget_for(config.workers))  # in this thread, before any BLAS or torch call (actalign.threads)
     result, rows, todo = AcquireResult(), [], {}
     for video in videos:
         key = None
@@ -99,7 +100,7 @@ def acquire_videos(workdir: Workdir, run_id: str, shard: str, videos: list[Video
         encoder = encoder_for(config)
         check_same_model(model, encoder.identity)
         result.encoder = encoder.settings()
-        rows.extend(_stream(workdir, list(todo.values()), config, encoder, result))
+        rows.extend(_stream(workdir, list(todo.values()), config, encoder, budget, result))
     order = {video.video_id: i for i, video in enumerate(videos)}
     rows.sort(key=lambda row: order.get(row.item, len(order)))
     write_status(workdir, run_id, ACQUIRE.name, shard, rows)
@@ -123,8 +124,11 @@ class _Item:
     note: str | None = None  # said in the status row (a corrupt stored file replaced)
 
 
-def _stream(workdir: Workdir, items: list[_Item], config: RunConfig, encoder: Encoder, result: AcquireResult) -> list[StatusRow]:
+def _stream(workdir: Workdir, items: list[_Item], config: RunConfig, encoder: Encoder, budget: ThreadBudget, result: AcquireResult) -> list[StatusRow]:
     options = config.download.options()
+    decoders = default_decode_workers(encoder)
+    decoder_threads = budget.decoder_threads(decoders)
+    result.decoding = {"decoders": decoders, "decoder_threads": decoder_threads}
     fetch_pool = ThreadPoolExecutor(max_workers=max(1, config.download.concurrency), thread_name_prefix="fetch")
     try:
         shared: dict[str, Future] = {}  # one fetch per media key (remote) or path and segment (local), as in fetch_many
@@ -143,7 +147,7 @@ def _stream(workdir: Workdir, items: list[_Item], config: RunConfig, encoder: En
                 item.fetched = fetched
                 video = item.video
                 end = fetched.offset_s + (video.end_s - (video.start_s or 0.0)) if video.end_s is not None else None
-                options = {"obfuscation": video.obfuscation, "centre_crop": encoder.identity.centre_crop}
+                options = {"obfuscation": video.obfuscation, "centre_crop": encoder.identity.centre_crop, "decoder_threads": decoder_threads}
                 return iter_sampled_frames(fetched.path, config.fps, encoder.image_size, fetched.offset_s, end, **options)
 
             return open_frames
@@ -151,7 +155,7 @@ def _stream(workdir: Workdir, items: list[_Item], config: RunConfig, encoder: En
         sources = [FrameSource(i, opener(item)) for i, item in enumerate(items)]
         stats = StreamStats()
         rows = []
-        for outcome in encode_stream(encoder, sources, stats=stats):
+        for outcome in encode_stream(encoder, sources, decode_workers=decoders, stats=stats):
             item = items[outcome.key]
             rows.append(_record(workdir, item, outcome, config, encoder, result))
         log.info(

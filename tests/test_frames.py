@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -12,8 +13,8 @@ import av
 import numpy as np
 import pytest
 
-from actalign.errors import SegmentOutOfRangeError, VideoDecodeError, VideoNotFoundError
-from actalign.frames import DECODE_STATS, sample_frames, video_duration
+from actalign.errors import InputError, SegmentOutOfRangeError, VideoDecodeError, VideoNotFoundError
+from actalign.frames import DECODE_STATS, iter_sampled_frames, sample_frames, video_duration
 from actalign.video_files import write_video
 
 CLIPS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "clips"
@@ -58,6 +59,30 @@ def test_real_clip_sample_counts_and_times(name: str) -> None:
     # time (some frame differs from the first by >= 13 grey levels on average).
     assert sampled.frames.std() > 20
     assert np.abs(sampled.frames.astype(np.int16) - sampled.frames[0]).mean(axis=(1, 2, 3)).max() > 5
+
+
+def _threads_while_decoding(path: Path, decoder_threads: int | None) -> tuple[int, list[np.ndarray]]:
+    """Threads this process gained once the decoder is open, and the sampled frames."""
+    before = len(os.listdir("/proc/self/task"))
+    with iter_sampled_frames(path, 5.0, (64, 64), decoder_threads=decoder_threads) as frames:
+        first = [next(frames)[1].copy()]
+        started = len(os.listdir("/proc/self/task")) - before
+        return started, first + [image.copy() for _, image in frames]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+@pytest.mark.parametrize("name", ["arm_wrestling.mp4", "making_cake.mp4"])
+def test_decoder_threads_reach_ffmpeg_and_keep_the_frames(name: str) -> None:
+    """The thread budget gives each decoder side by side its share of the cores: fewer FFmpeg threads, the same frames."""
+    path = _clip(name)
+    one, by_one = _threads_while_decoding(path, 1)
+    two, by_two = _threads_while_decoding(path, 2)
+    _, by_ffmpeg = _threads_while_decoding(path, None)
+    assert one < two
+    assert len(by_one) == len(by_two) == len(by_ffmpeg) > 10
+    assert all(np.array_equal(a, b) and np.array_equal(a, c) for a, b, c in zip(by_one, by_two, by_ffmpeg))
+    with pytest.raises(InputError, match="decoder_threads must be at least 1"):
+        iter_sampled_frames(path, decoder_threads=0)
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from actalign.llm.prompts import load_template
 from actalign.queries.runner import run_sql
 from actalign.storage.workdir import Workdir
 from actalign.tasks.results import write_results
+from actalign.threads import budget_for
 from actalign.versions import PACKAGES
 
 SECRETS = ("secret-pw",)
@@ -68,7 +69,11 @@ def test_config_times_and_model_are_the_run_records(run):
     config, summary, doc, _ = run
     (record,) = sql(summary, "SELECT model, model_trained, model_caveat, stage_keys, started_at, finished_at FROM runs WHERE run_id = ?")
     assert doc["config"]["model"] == record["model"] and doc["config"]["model_revision"] is None
-    assert doc["config"]["model_fingerprint"] == json.loads(record["stage_keys"])["model"]["fingerprint"]
+    stage_keys = json.loads(record["stage_keys"])
+    assert doc["config"]["model_fingerprint"] == stage_keys["model"]["fingerprint"]
+    # Each decoder side by side gets its share of the cores (actalign.threads), recorded with the run.
+    decoders = stage_keys["decoding"]["decoders"]
+    assert stage_keys["decoding"]["decoder_threads"] == budget_for(config.workers).decoder_threads(decoders) >= 1
     assert (doc["config"]["model_trained"], doc["config"]["model_caveat"]) == (record["model_trained"], record["model_caveat"]) == (False, summary.caveat)
     assert doc["config"]["scorers"] == ["mean-pool", "actalign"] and doc["config"]["fps"] == config.fps
     assert datetime.fromisoformat(doc["date"]) == record["started_at"] and datetime.fromisoformat(doc["end_time"]) == record["finished_at"]

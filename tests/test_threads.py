@@ -65,6 +65,14 @@ def test_workers_split_the_cores_and_blas_keeps_one_thread_per_body():
     assert (shared["budget"]["numba"], shared["numba"], set(shared["blas"])) == (1, 1, {1})
 
 
+def test_each_video_decoder_gets_its_share_of_the_bodys_cores():
+    """Four decoders (two bodies of two) on two cores: one FFmpeg thread each, not a thread per core each."""
+    two_cores = ThreadBudget(cores=2, workers=2, blas=1, numba=1, torch=None, source="affinity")
+    sixteen = ThreadBudget(cores=16, workers=2, blas=1, numba=8, torch=None, source="affinity")
+    assert [two_cores.decoder_threads(n) for n in (0, 1, 2, 8)] == [1, 1, 1, 1]
+    assert [sixteen.decoder_threads(n) for n in (1, 2, 8)] == [8, 4, 1]
+
+
 def test_on_a_dask_worker_its_nthreads_are_the_cores_and_the_concurrency():
     from distributed import Client, LocalCluster
 
