@@ -48,6 +48,7 @@ import av
 import numpy as np
 from av.container import InputContainer
 from av.video.frame import VideoFrame
+from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
 from actalign.errors import (
@@ -254,6 +255,7 @@ class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
                 except av.FFmpegError as exc:
                     raise VideoDecodeError(f"{path}: cannot seek to {start} s ({exc}); re-encode the file") from exc
 
+            reformatter = VideoReformatter()  # one scaling context for the video, not one per frame (see _to_rgb)
             shown: VideoFrame | None = None  # the last frame decoded so far, displayed from its time on
             shown_image: np.ndarray | None = None  # its RGB conversion, made when it is first sampled
             shown_time = shown_end = 0.0
@@ -266,7 +268,7 @@ class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
                         limit = min(frame_time, end)
                         while start + self.count / fps < limit:
                             if shown_image is None:
-                                shown_image = _to_rgb(shown, height, width, hook, shown_time, self.centre_crop)
+                                shown_image = _to_rgb(shown, reformatter, height, width, hook, shown_time, self.centre_crop)
                             self.count += 1
                             yield (self.count - 1) / fps, shown_image
                         if start + self.count / fps >= end:
@@ -276,7 +278,7 @@ class SampledFrameIterator(Iterator[tuple[float, np.ndarray]]):
                     end = min(end, shown_end)
                     while shown is not None and start + self.count / fps < end:
                         if shown_image is None:
-                            shown_image = _to_rgb(shown, height, width, hook, shown_time, self.centre_crop)
+                            shown_image = _to_rgb(shown, reformatter, height, width, hook, shown_time, self.centre_crop)
                         self.count += 1
                         yield (self.count - 1) / fps, shown_image
             finally:
@@ -399,6 +401,7 @@ def _seconds(ticks: Fraction | int, time_base: Fraction) -> float:
 
 def _to_rgb(
     frame: VideoFrame,
+    reformatter: VideoReformatter,
     height: int | None,
     width: int | None,
     hook: FrameObfuscator | None = None,
@@ -407,13 +410,17 @@ def _to_rgb(
 ) -> np.ndarray:
     """Convert and resize in one swscale call, then turn the image upright.
 
+    ``reformatter`` keeps its scaling context while the size and format stay the same: a frame's own
+    ``to_ndarray`` makes a new one per frame, which cost ten times the conversion of a small frame
+    (about 0.3 ms against 0.03 ms for 128x128 to 32x32), more than decoding it. The pixels are the same.
+
     A frame the obfuscation hook wants is converted at full resolution, turned
     upright, blurred, and only then resized, so the blur is exact. ``height``
     and ``width`` None: no resize (the upright source resolution). With
     ``centre_crop`` the image keeps its aspect, covers (height, width), and its centre is kept.
     """
     if centre_crop and height is not None and width is not None:
-        covered = _to_rgb(frame, *_covering(frame, height, width), hook, frame_time)
+        covered = _to_rgb(frame, reformatter, *_covering(frame, height, width), hook, frame_time)
         top, left = (covered.shape[0] - height) // 2, (covered.shape[1] - width) // 2
         return np.ascontiguousarray(covered[top : top + height, left : left + width])
     quarter_turns = round(frame.rotation / 90) % 4  # counter-clockwise, as the display matrix says
@@ -423,7 +430,6 @@ def _to_rgb(
         blurred = hook(upright, frame_time)
         return VideoFrame.from_ndarray(np.ascontiguousarray(blurred), format="rgb24").to_ndarray(format="rgb24", width=width, height=height)
     if quarter_turns % 2:
-        image = frame.to_ndarray(format="rgb24", width=height, height=width)
-    else:
-        image = frame.to_ndarray(format="rgb24", width=width, height=height)
+        height, width = width, height
+    image = reformatter.reformat(frame, width=width, height=height, format="rgb24").to_ndarray()
     return np.rot90(image, quarter_turns) if quarter_turns else image
