@@ -377,7 +377,7 @@ def breakdown(spans: list[tuple[str, float, float]], started: float, finished: f
 def plain_loop(config: Any, batching: str = "shard") -> dict[str, Any]:
     """The pipeline's work with the pure functions in one plain loop: no Prefect, no store, one thread.
 
-    ``batching``: ``shard`` (default) decodes the videos of one shard (``config.shard_size``) and encodes
+    ``batching``: ``shard`` (default) decodes the videos of one shard (``config.videos_per_shard``) and encodes
     their frames together, in the same batches as the acquire stage (whose batches span the videos of
     its shard); ``video`` encodes each video's frames on their own (more, smaller forward passes).
     """
@@ -418,7 +418,7 @@ def plain_loop(config: Any, batching: str = "shard") -> dict[str, Any]:
 
     scorers = [make_scorer(name, smoothing=config.smoothing) for name in config.scorers]
     calibration = Calibration(encoder.identity.logit_scale, encoder.identity.logit_bias)
-    group = config.shard_size if batching == "shard" else 1
+    group = config.videos_per_shard(len(inputs.videos)) if batching == "shard" else 1
     frames = pairs = forward_calls = 0
     for first in range(0, len(inputs.videos), group):
         videos = inputs.videos[first : first + group]
@@ -530,7 +530,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=200, help="generated videos (default 200)")
     parser.add_argument("--workers", type=int, default=2, help="tasks at once in the flow (RunConfig.workers, default 2)")
-    parser.add_argument("--shard-size", type=int, help="videos per task (default: RunConfig's, 16)")
+    parser.add_argument("--shard-size", type=int, help="videos per task (default: RunConfig's, from the videos and workers)")
     parser.add_argument("--model", default="tiny-random", help="default tiny-random (untrained)")
     parser.add_argument("--scorer", action="append", help="repeat for several (default: the pipeline's default scorers)")
     parser.add_argument("--fps", type=float, default=4.0)
@@ -580,7 +580,7 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
 
     from actalign.caveats import UNTRAINED_BANNER
     from actalign.cli.environment import quiet_libraries
-    from actalign.config import DEFAULT_SHARD_SIZE, RunConfig
+    from actalign.config import RunConfig
     from actalign.flows.pipeline import run_pipeline  # noqa: F401 - imports belong to the fixed costs
     from actalign.registry import encoder_for
     from actalign.scorers import DEFAULT_SCORERS
@@ -589,7 +589,6 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     fixed["imports"] = time.perf_counter() - started
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    shard_size = args.shard_size or DEFAULT_SHARD_SIZE
     scorers = tuple(args.scorer or DEFAULT_SCORERS)
 
     data.mkdir(parents=True, exist_ok=True)
@@ -600,10 +599,11 @@ def _measure(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     def config_for(videos: Path, workdir: str) -> RunConfig:
         return RunConfig(
             videos=videos, classes=classes, workdir=data / workdir, model=args.model, fps=args.fps,
-            scorers=scorers, shard_size=shard_size, workers=args.workers,
+            scorers=scorers, shard_size=args.shard_size, workers=args.workers,
         )
 
     config = config_for(manifest, "work")
+    shard_size = config.videos_per_shard(args.videos)
     warm = config_for(warmup_manifest, "work-warmup")
     for workdir in (config.workdir, warm.workdir):
         shutil.rmtree(workdir, ignore_errors=True)  # a kept folder from an earlier run: start cold

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from actalign.config import DEFAULT_SHARD_SIZE
+from actalign.config import RunConfig
 from actalign.queries import tables
 from actalign.queries.runner import Session, refresh_views, run_sql, session
 from actalign.storage import schemas
@@ -117,9 +117,10 @@ def timed(work: Callable[[], object], repeats: int = 3) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=93_400, help="videos (100 x ActionAtlas's 934)")
-    parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="videos per score file (the flow's default)")
+    parser.add_argument("--shard-size", type=int, help="videos per score file (default: the flow's, with 2 workers)")
     parser.add_argument("--keep", type=Path, help="write the workdir here and keep it (default: a temporary folder, removed)")
     args = parser.parse_args()
+    args.shard_size = args.shard_size or RunConfig(videos="videos.csv", classes="classes.yaml").videos_per_shard(args.videos)
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-queries-"))
     try:

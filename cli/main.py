@@ -20,7 +20,7 @@ from actalign.cli.models import models as models_command
 from actalign.cli.prompt import prompt_app
 from actalign.cli.sql import sql as sql_command
 from actalign.cli.sweep import sweep as sweep_command
-from actalign.config import DEFAULT_SHARD_SIZE, DEFAULT_WORKDIR, Prompts, RunConfig, make_config, relative_to_file, with_absolute_paths
+from actalign.config import DEFAULT_WORKDIR, Prompts, RunConfig, make_config, relative_to_file, with_absolute_paths
 from actalign.demo_data import DEMO_SETS
 from actalign.errors import InputError
 from actalign.frames import DEFAULT_FPS
@@ -81,7 +81,7 @@ def run(
     device: Annotated[str, typer.Option("--device", help="auto (cuda when present), cpu or cuda.")] = "auto",
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Images or texts per forward pass (default: 32 on cpu, 128 on cuda).")] = None,
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast in the towers (faster, slightly different numbers).")] = False,
-    shard_size: Annotated[int, typer.Option("--shard-size", help="Videos per task.")] = DEFAULT_SHARD_SIZE,
+    shard_size: Annotated[Optional[int], typer.Option("--shard-size", min=1, help="Videos per task (default: about 4 shards per worker, 16 to 64 videos each; 16 on a Dask cluster).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Tasks running at once.")] = 2,
     dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Run the tasks on an existing Dask cluster, e.g. tcp://host:8786 (the workdir must be shared storage); default: --workers threads here.")] = None,
     step_template: Annotated[str, typer.Option("--step-template", help="Text encoded for each step.")] = "{step} in {domain}",

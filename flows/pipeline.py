@@ -120,7 +120,7 @@ def _run_stages(
     quote = untraversed(config)
     script_futures = [write_scripts_task.submit(workdir, run_id, quote(assignment)) for assignment in assignments]
     all_scripts = {key: (spec, a.kind) for a in assignments for key, spec in a.classes.items()}
-    video_shards = {f"{i:05d}": shard for i, shard in enumerate(shards(inputs.videos, config.shard_size))}
+    video_shards = {f"{i:05d}": shard for i, shard in enumerate(shards(inputs.videos, config.videos_per_shard(len(inputs.videos))))}
     with encoding_placement(config):  # on a Dask cluster: GPU workers only when the run asks for cuda
         texts_future = encode_texts_task.submit(workdir, run_id, quote(all_scripts), script_futures, quote(config), quote(model))
         # Each task gets its shards' videos and the config: paths and keys travel, never arrays or the model.

@@ -160,3 +160,20 @@ def test_inputs_are_parsed_once_per_process_until_a_file_changes(tmp_path, monke
     write(manifest, "path,label\na.mp4,roundhouse\n")
     os.utime(manifest, ns=(1, 1))  # a change however coarse the file system's clock
     assert inputs_module.read_inputs(config).videos[0].label == "roundhouse" and len(parses) == 2
+
+
+def test_unset_shard_size_makes_about_four_shards_per_worker_of_16_to_64_videos():
+    """Fewer, larger shards mean fewer task runs (each costs the Prefect server CPU), but enough of them
+    that no worker idles at the end; on a Dask cluster, whose size the flow does not know, many small ones."""
+    from pydantic import ValidationError
+
+    from actalign.config import RunConfig
+
+    two_workers = RunConfig(videos="v.csv", classes="c.yaml")
+    assert two_workers.shard_size is None and two_workers.workers == 2
+    assert [two_workers.videos_per_shard(n) for n in (1, 128, 200, 934, 1000)] == [16, 16, 25, 64, 64]
+    assert [RunConfig(videos="v.csv", classes="c.yaml", workers=w).videos_per_shard(200) for w in (1, 4)] == [50, 16]
+    assert RunConfig(videos="v.csv", classes="c.yaml", dask_address="tcp://127.0.0.1:8786").videos_per_shard(1000) == 16
+    assert RunConfig(videos="v.csv", classes="c.yaml", shard_size=5).videos_per_shard(1000) == 5
+    with pytest.raises(ValidationError, match="shard_size"):
+        RunConfig(videos="v.csv", classes="c.yaml", shard_size=0)
