@@ -27,6 +27,12 @@ Design
   running at once in one process share full batches, only the very last
   batch is partial, and the device does not wait at a shard's end. One
   stream alone is batched exactly as before.
+* **A process decodes at most its cores' worth of videos at once**
+  (``decoders_at_once``, never fewer than one stream's workers): a worker
+  holds one of the batcher's decode permits from its video's first frame to
+  its last, taken after ``open`` (so a worker awaiting a download holds
+  none). Shards in flight at once then feed the encoder as fast as one shard:
+  their workers no longer crowd each other off the cores.
 * A video's result (``EncodedVideo``: times and embeddings in frame order) is
   posted on its own stream's results queue as soon as its last frame has been
   encoded; the caller's generator reads only that queue, so each caller gets
@@ -97,6 +103,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from actalign.threads import process_cores
+
 if TYPE_CHECKING:
     from actalign.models import Encoder, PendingFeatures
 
@@ -105,6 +113,7 @@ __all__ = [
     "FailedVideo",
     "FrameSource",
     "StreamStats",
+    "decoders_at_once",
     "default_decode_workers",
     "default_queue_frames",
     "encode_stream",
@@ -179,6 +188,12 @@ def default_decode_workers(encoder: Encoder) -> int:
     if encoder.device.startswith("cuda"):
         return max(2, min(8, cores))
     return 2
+
+
+def decoders_at_once(encoder: Encoder) -> int:
+    """Videos decoded at once in this process, over all streams: its cores (``actalign.threads``), or one
+    stream's default workers if more."""
+    return max(default_decode_workers(encoder), process_cores()[0])
 
 
 def default_queue_frames(encoder: Encoder) -> int:
@@ -261,14 +276,16 @@ class _Decoders:
         self._tag = tag
         self._room = room
         self._messages: queue.Queue[tuple] | None = None  # the batcher's, from start()
+        self._permits: threading.Semaphore | None = None  # the batcher's decode permits, from start()
         self._stop = threading.Event()
         self._numbered = enumerate(sources)
         self._take_lock = threading.Lock()
         self._decode_nice = decode_nice
         self._threads: list[threading.Thread] = []
 
-    def start(self, workers: int, messages: queue.Queue[tuple]) -> None:
+    def start(self, workers: int, messages: queue.Queue[tuple], permits: threading.Semaphore) -> None:
         self._messages = messages
+        self._permits = permits
         self._threads = [threading.Thread(target=self._work, name=f"decode-{i}", daemon=True) for i in range(workers)]
         for thread in self._threads:
             thread.start()
@@ -290,6 +307,13 @@ class _Decoders:
             return False
         self._messages.put((kind, self._tag, *body))
         return True
+
+    def _take_permit(self) -> bool:
+        """One of the process's decode permits, or False when the stream is stopping."""
+        while not self._stop.is_set():
+            if self._permits.acquire(timeout=0.1):
+                return True
+        return False
 
     def _take_slot(self) -> int | None:
         while not self._stop.is_set():
@@ -324,9 +348,12 @@ class _Decoders:
     def _decode(self, index: int, source: FrameSource) -> bool:
         """Pass one video's frames through the slots, then its end or its own failure; False when the stream is stopping."""
         height, width = self.pool.shape[1:3]
-        frames = None
+        frames, permitted = None, False
         try:
             frames = source.open()
+            permitted = self._take_permit()
+            if not permitted:
+                return False
             count = 0
             for t, image in frames:
                 if image.shape != (height, width, 3) or image.dtype != np.uint8:
@@ -346,6 +373,8 @@ class _Decoders:
             close = getattr(frames, "close", None)
             if close is not None:
                 close()
+            if permitted:  # after the close: the next video opens only once this one is let go
+                self._permits.release()
         return True
 
 
@@ -459,6 +488,7 @@ class _Service:
         self.messages: queue.Queue[tuple] = queue.Queue()  # bounded by the streams' slots (frames) and workers (the rest)
         self.users = 0  # streams registered; guarded by _SERVICES_LOCK
         self.thread = threading.Thread(target=self._serve, name="encode-batcher", daemon=True)
+        self.decode_permits = threading.BoundedSemaphore(decoders_at_once(encoder))  # taken by the streams' workers
         self._served: dict[_Stream, _Served] = {}
         self._buffers = [encoder.new_batch_buffer() for _ in range(2 if encoder.device.startswith("cuda") else 1)]
         self._views = [buffer.numpy() for buffer in self._buffers]
@@ -652,7 +682,7 @@ def encode_stream(
     stream = _Stream(sources, encoder, workers, capacity, decode_nice, stats)
     service = _register(encoder, stream)
     try:
-        stream.decoders.start(workers, service.messages)
+        stream.decoders.start(workers, service.messages, service.decode_permits)
         yield from stream.outcomes()
     finally:
         stream.decoders.stop()

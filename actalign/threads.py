@@ -18,6 +18,10 @@ decoder gets its share of the cores too: FFmpeg's default, a thread per core for
 every decoder, put two shards' four decoders in a dozen threads on two cores, and
 on small videos their hand-offs cost more than they gained (200 small videos
 decoded by two decoders: 1.05 CPU s with FFmpeg's threads, 0.82 with one each).
+And at most a core's worth of videos decode at once in a process, whatever the
+number of shards in flight (``actalign.encode_stream``): four shards' eight
+decoders on two cores fed the encoder 10 % fewer frames per second than one
+shard's two.
 
 The cores are those this process may run on (``os.sched_getaffinity``), or on a
 Dask worker its ``nthreads``: the cores it claims, which is also how many tasks it
@@ -66,6 +70,13 @@ def dask_worker_threads() -> int | None:
         return None
 
 
+def process_cores() -> tuple[int, str]:
+    """The cores this process may use and where that came from: a Dask worker's ``nthreads``, else the affinity mask."""
+    if (nthreads := dask_worker_threads()) is not None:
+        return nthreads, "dask-worker"
+    return _affinity_cores(), "affinity"
+
+
 def budget_for(workers: int) -> ThreadBudget:
     """The budget of ``workers`` stage bodies at once (``RunConfig.workers``) in this process.
 
@@ -73,10 +84,9 @@ def budget_for(workers: int) -> ThreadBudget:
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if (nthreads := dask_worker_threads()) is not None:
-        cores, workers, source = nthreads, nthreads, "dask-worker"
-    else:
-        cores, source = _affinity_cores(), "affinity"
+    cores, source = process_cores()
+    if source == "dask-worker":
+        workers = cores
     share = max(1, cores // workers)
     return ThreadBudget(cores=cores, workers=workers, blas=1, numba=min(share, _numba_ceiling()), torch=torch_threads(), source=source)
 

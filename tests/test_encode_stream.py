@@ -23,7 +23,7 @@ import torch
 from transformers import SiglipImageProcessorPil
 
 from actalign.config import RunConfig
-from actalign.encode_stream import EncodedVideo, FailedVideo, FrameSource, StreamStats, encode_stream
+from actalign.encode_stream import EncodedVideo, FailedVideo, FrameSource, StreamStats, decoders_at_once, encode_stream
 from actalign.errors import VideoDecodeError
 from actalign.frames import DECODE_STATS, iter_sampled_frames, sample_frames
 from actalign.manifest import VideoSpec
@@ -262,6 +262,43 @@ def test_streams_in_flight_at_once_share_full_batches(videos: list[Path], monkey
     assert sum(sizes) == total
     assert [size for size in sizes if size < 3] == [total % 3]  # one partial batch in all, the very last
     assert sum(s.batches for s in stats) > len(sizes)  # some batches held frames of several streams
+    assert not _stream_threads()
+
+
+def test_streams_in_flight_decode_no_more_videos_at_once_than_the_process_allows(videos: list[Path]):
+    """Four streams of two workers: never more videos decoding at once than ``decoders_at_once`` (the
+    process's cores, at least one stream's workers), so shards in flight do not crowd each other off the
+    cores; every video still comes back whole."""
+    encoder = load_encoder("tiny-random", batch_size=4)
+    reference = {r.key: r for r in encode_stream(encoder, _sources(videos, encoder))}
+    decoding, peak, lock = 0, 0, threading.Lock()
+
+    def counted(source: FrameSource) -> FrameSource:
+        def open_counted() -> Iterator[tuple[float, np.ndarray]]:
+            frames = source.open()
+
+            def decode() -> Iterator[tuple[float, np.ndarray]]:
+                nonlocal decoding, peak
+                with lock:
+                    decoding += 1
+                    peak = max(peak, decoding)
+                try:
+                    for frame in frames:
+                        time.sleep(0.002)  # a decoder's pace: the other workers try to start meanwhile
+                        yield frame
+                finally:
+                    with lock:
+                        decoding -= 1
+
+            return decode()
+
+        return FrameSource(source.key, open_counted)
+
+    streams = [[counted(s) for s in _sources(videos, encoder)] for _ in range(4)]
+    outcomes, stats = _in_threads(encoder, streams, decode_workers=2)
+    for results in outcomes:
+        _assert_same_videos(results, reference, [p.name for p in videos])
+    assert 2 <= peak <= decoders_at_once(encoder)  # videos did decode side by side, within the limit
     assert not _stream_threads()
 
 
