@@ -162,6 +162,10 @@ def _parse_pair_scores(path: Path) -> PairScores:
     return MappingProxyType(dict(zip(table["pair_key"], zip(table["score"], table["path_len"]))))
 
 
-def write_pair_scores(path: Path, scores: dict[str, tuple[float, int | None]]) -> None:
-    rows = [{"pair_key": key, "score": score, "path_len": path_len} for key, (score, path_len) in scores.items()]
+def write_pair_scores(path: Path, scores: Mapping[str, tuple[float, int | None]]) -> None:
+    """Write one video's score cache and remember it as read back: the next plan in this process (a sweep's
+    next arm, a re-run) reads no file."""
+    stored = {key: (float(score), None if path_len is None else int(path_len)) for key, (score, path_len) in scores.items()}
+    rows = [{"pair_key": key, "score": score, "path_len": path_len} for key, (score, path_len) in stored.items()]
     write_atomic(pa.Table.from_pylist(rows, schema=schemas.PAIR_SCORES), path)
+    _PAIR_SCORES.remember(path, MappingProxyType(stored))

@@ -43,22 +43,22 @@ def test_frame_embeddings_come_back_in_frame_order_from_a_file_written_out_of_or
     assert np.array_equal(read_frame_embeddings(path), embeddings)
 
 
-def test_a_pair_score_cache_is_read_once_until_it_is_rewritten(tmp_path, monkeypatch):
-    """The plan and the score stage both ask for a video's cache: the file is parsed once; a rewrite
-    (atomic, so a new file) is read again, and the mapping handed out cannot be changed by a caller."""
+def test_a_pair_score_cache_is_parsed_at_most_once_until_another_writer_replaces_it(tmp_path, monkeypatch):
+    """What this process wrote is read back without a parse (the next plan of a sweep or a re-run), as the
+    file holds it; a file another writer replaced is parsed once; the mapping handed out is read-only."""
     import pyarrow.parquet as pq
 
     opened = []
     real = pq.ParquetFile
     monkeypatch.setattr(pq, "ParquetFile", lambda path, *a, **k: opened.append(path) or real(path, *a, **k))
     path = tmp_path / "pairs.parquet"
-    write_pair_scores(path, {"a": (0.5, 12)})
-    assert read_pair_scores(path) == {"a": (0.5, 12)} and read_pair_scores(path) == {"a": (0.5, 12)}
-    assert len(opened) == 1
-    write_pair_scores(path, {**read_pair_scores(path), "b": (0.25, None)})
-    assert read_pair_scores(path) == {"a": (0.5, 12), "b": (0.25, None)} and len(opened) == 2
+    write_pair_scores(path, {"a": (np.float64(0.5), np.int64(12)), "b": (0.25, None)})
+    assert read_pair_scores(path) == {"a": (0.5, 12), "b": (0.25, None)} and not opened
+    assert all(type(score) is float for score, _ in read_pair_scores(path).values())  # as a parse gives them
+    write_atomic(pa.table({"pair_key": ["c"], "score": [0.75], "path_len": pa.array([3], pa.int32())}), path)  # another writer
+    assert read_pair_scores(path) == {"c": (0.75, 3)} and read_pair_scores(path) == {"c": (0.75, 3)} and len(opened) == 1
     with pytest.raises(TypeError):
-        read_pair_scores(path)["c"] = (1.0, 1)
+        read_pair_scores(path)["d"] = (1.0, 1)
 
 
 def test_frames_written_by_this_process_are_read_back_without_parsing_until_the_file_changes(tmp_path, monkeypatch):
